@@ -1,0 +1,375 @@
+"""The `kexue` command: list, train, sample, reproduce, bench, data.
+
+A contract later issues and outside checks rely on: every sub-command has --help; bad input ends with
+one line on stderr (`kexue: error: …` saying what, where and how to fix) and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kexue.errors import KexueError
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def _field_types(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # pragma: no cover - exotic annotations
+        return {f.name: f.type for f in dataclasses.fields(cls)}
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Convert a JSON value or a command-line string to the field type `tp`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return _coerce(args[0], value, where)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = json.loads(value) if value.startswith("[") else value.split(",")
+        inner = typing.get_args(tp)
+        return tuple(_coerce(inner[0] if inner else str, v, where) for v in value)
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if tp in (int, float, str):
+            return tp(value)
+    except (TypeError, ValueError):
+        raise KexueError(f"{where}: cannot read {value!r} as {tp.__name__}") from None
+    return value
+
+
+def coerce_fields(cls: type, values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Values (JSON or command-line strings) converted to the field types of config class `cls`."""
+    hints = _field_types(cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise KexueError(f"{where}: unknown option {unknown[0]!r} for {cls.__name__}; "
+                         f"known: {', '.join(sorted(hints))}")
+    return {k: _coerce(hints[k], v, f"{where} {k}") for k, v in values.items()}
+
+
+def config_from_dict(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build a frozen config dataclass from JSON-ish values, with a clear error on unknown keys."""
+    try:
+        return cls(**coerce_fields(cls, values, where))
+    except ValueError as e:
+        raise KexueError(f"{where}: {e}") from None
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise KexueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set width=64")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    """Only the command line seeds global generators (style rule 10)."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------- list
+def cmd_list(args: argparse.Namespace) -> int:
+    from kexue.systems import SYSTEMS, markdown_table, status_text
+
+    if args.json:
+        print(json.dumps([s.as_dict() for s in SYSTEMS], indent=2, ensure_ascii=False))
+    elif args.markdown:
+        print(markdown_table())
+    else:
+        for s in SYSTEMS:
+            print(f"{s.id:>2}  {s.name:<24} {s.family:<11} {status_text(s):<44} {s.url}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from kexue.registry import load_data, model_spec
+    from kexue.train.callbacks import Checkpoint, Evaluate
+    from kexue.train.distributed import setup, teardown
+    from kexue.train.trainer import Trainer, TrainConfig
+
+    spec = model_spec(args.model)
+    if args.fid_proxy:
+        return _train_fid_proxy(args)
+    if args.out is None:
+        raise KexueError("kexue train needs --out DIR (where the run's weights, config and checkpoints go)")
+    dist = setup(args.device)
+    try:
+        seed_everything(args.seed)
+        data = load_data(args.data, data_dir=args.data_dir, split="train")
+        overrides = coerce_fields(spec.config_cls, parse_sets(args.set), "--set")
+        try:
+            model, train_set = spec.build(data, overrides, args.seed)
+        except ValueError as e:  # a config's own validation
+            raise KexueError(f"--set: {e}") from None
+        if dist.active:  # identical initial weights everywhere (DDP also broadcasts rank 0's), then
+            seed_everything(args.seed + 1_000_003 * dist.rank)  # independent noise per process
+        config = config_from_dict(TrainConfig, {
+            "steps": args.steps, "batch_size": args.batch_size, "accum": args.accum, "lr": args.lr,
+            "weight_decay": args.weight_decay, "clip_grad_norm": args.clip_grad, "amp": args.amp,
+            "ema_decay": args.ema, "seed": args.seed, "keep": args.keep, "log_every": args.log_every,
+            "num_workers": args.workers, "progress": not args.no_progress}, "kexue train")
+        run_config = {"model": spec.name, "model_config": dataclasses.asdict(model.config), "data": args.data,
+                      "data_shape": list(getattr(data, "shape", (2,))), "seed": args.seed}
+        callbacks = [Checkpoint(args.save_every)] if args.save_every else []
+        if spec.evaluator is not None:
+            callbacks.append(Evaluate(spec.evaluator(load_data(args.data, data_dir=args.data_dir, split="test")),
+                                      args.eval_every, use_ema=args.ema is not None, prefix=""))
+        trainer = Trainer(model, train_set, config, out_dir=args.out, dist=dist, callbacks=callbacks,
+                          run_config=run_config)
+        trainer.fit(resume=args.resume)
+        if dist.is_main:
+            summary = {k: v for cb in callbacks if isinstance(cb, Evaluate) for k, v in cb.history[-1][1].items()}
+            _say(f"kexue: trained {spec.name} for {trainer.step} steps → {Path(args.out) / 'model.safetensors'}"
+                 + "".join(f"; {k} {v:.4f}" for k, v in summary.items()))
+    finally:
+        teardown()
+    return 0
+
+
+def _train_fid_proxy(args: argparse.Namespace) -> int:
+    from kexue.metrics.fid_proxy import train_feature_net
+
+    if args.model != "classifier":
+        raise KexueError("--fid-proxy only applies to `kexue train classifier`")
+    path = train_feature_net(args.data, data_dir=args.data_dir, device=args.device,
+                             progress=not args.no_progress)
+    _say(f"kexue: FID-proxy feature net for {args.data} cached at {path}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- sample
+def load_run(run_dir: str | Path, *, device: str = "cpu", raw: bool = False):
+    """(model, run_config) of a finished `kexue train` run (EMA weights unless raw)."""
+    from kexue.registry import model_spec
+    from kexue.train.checkpoint import load_tensors, read_json
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise KexueError(f"{run_dir} is not a directory; pass a run directory written by `kexue train --out`")
+    run = read_json(run_dir / "config.json")
+    spec = model_spec(run.get("model", "?"))
+    model = spec.model_cls(config_from_dict(spec.config_cls, run["model_config"], f"{run_dir}/config.json"))
+    weights = run_dir / ("model_ema.safetensors" if not raw and (run_dir / "model_ema.safetensors").is_file()
+                         else "model.safetensors")
+    state = load_tensors(weights)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise KexueError(f"{weights} does not fit the model in config.json ({first})") from None
+    return model.to(device).eval(), run
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from kexue.plots import image_grid, scatter2d
+    from kexue.train.distributed import resolve_device
+
+    model, run = load_run(args.run_dir, device=str(resolve_device(args.device)), raw=args.raw)
+    if not hasattr(model, "sample"):
+        raise KexueError(f"model {run['model']!r} does not generate samples; `kexue sample` works on "
+                         "generative runs (e.g. `kexue train gaussian`)")
+    if args.n < 1:
+        raise KexueError(f"--n must be at least 1, got {args.n}")
+    x = model.sample(args.n, generator=torch.Generator(device=next(model.parameters()).device)
+                     .manual_seed(args.seed)).cpu()
+    out = Path(args.out or Path(args.run_dir) / "samples.npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shape = run.get("data_shape", [x.shape[1]])
+    if len(shape) == 3:
+        x = x.reshape(-1, *shape)
+    np.savez_compressed(out, samples=x.numpy())
+    figure = out.with_suffix(".png")
+    if x.dim() == 4:
+        image_grid(x[:64], figure, title=f"{run['model']} samples")
+    elif x.shape[1] == 2:
+        scatter2d(x, figure, title=f"{run['model']} samples")
+    _say(f"kexue: wrote {len(x)} samples to {out} and {figure}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- reproduce / bench
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from kexue.experiments.runner import execute
+    from kexue.registry import reproductions
+    from kexue.train.distributed import resolve_device
+
+    table = reproductions()
+    if args.name not in table:
+        raise KexueError(f"unknown reproduction {args.name!r}; available: {', '.join(sorted(table))}")
+    preset = "quick" if args.quick else "full"
+    out = Path(args.out or Path("runs") / "reproduce" / f"{args.name}-{preset}")
+    seed_everything(args.seed)
+    metrics = execute(table[args.name], preset=preset, out=out, device=resolve_device(args.device),
+                      progress=not args.no_progress)
+    verdict = "HOLDS" if metrics["holds"] else "DOES NOT HOLD"
+    _say(f"kexue: {args.name} ({preset}): the claim {verdict} — {out / 'report.md'}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from kexue.registry import benchmarks
+    from kexue.train.distributed import resolve_device
+
+    table = benchmarks()
+    if args.name not in table:
+        raise KexueError(f"unknown benchmark {args.name!r}; available: {', '.join(sorted(table))}")
+    result = table[args.name](quick=args.quick, device=resolve_device(args.device))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for k, v in result.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- data
+def cmd_data(args: argparse.Namespace) -> int:
+    from kexue.data.images import ImageData
+    from kexue.paths import data_dir
+    from kexue.registry import load_data
+
+    if args.action == "download":
+        if args.name != "mnist":
+            raise KexueError(f"only mnist can be downloaded (digits ships with scikit-learn), not {args.name!r}")
+        from kexue.data.mnist import load_mnist
+
+        root = data_dir(args.data_dir) / "mnist"
+        for split in ("train", "test"):
+            load_mnist(root, split, download=True, verify=True)
+        _say(f"kexue: MNIST is in {root}")
+        return 0
+    data = load_data(args.name, data_dir=args.data_dir, split=args.split)
+    if isinstance(data, ImageData):
+        info = {"name": data.name, "n": len(data), "shape": list(data.shape), "levels": data.levels,
+                "classes": data.num_classes}
+    else:
+        info = {"name": args.name, "kind": "2-D toy distribution with exact log-density",
+                "type": type(data).__name__}
+    print(json.dumps(info))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kexue", description="The systems of kexue.fm as tested, reproducible "
+                                "PyTorch code. `kexue list` shows them all.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    q = sub.add_parser("list", help="the 38 systems and their status")
+    g = q.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help="print a JSON list")
+    g.add_argument("--markdown", action="store_true", help="print the README's feature table")
+    q.set_defaults(func=cmd_list)
+
+    q = sub.add_parser("train", help="train a model (also under torchrun for DDP)")
+    q.add_argument("model", help="classifier | gaussian")
+    q.add_argument("--data", required=True, help="digits | mnist | ring8 | grid25 | checkerboard | banana | "
+                   "imbalanced | a folder of MNIST idx files or images")
+    q.add_argument("--data-dir", help="folder holding mnist/ etc. (default: $KEXUE_DATA, then ~/.cache/kexue/data)")
+    q.add_argument("--out", help="run directory: model.safetensors, config.json, metrics.jsonl, checkpoints/")
+    q.add_argument("--steps", type=int, default=1000, help="optimizer steps (default 1000)")
+    q.add_argument("--batch-size", type=int, default=128, help="global batch per step (default 128)")
+    q.add_argument("--accum", type=int, default=1, help="gradient accumulation chunks per step")
+    q.add_argument("--lr", type=float, default=1e-3)
+    q.add_argument("--weight-decay", type=float, default=0.0)
+    q.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm to this value")
+    q.add_argument("--amp", action="store_true", help="mixed precision (bf16 autocast; fp16 + scaler on old GPUs)")
+    q.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep a weight EMA, e.g. 0.999")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--save-every", type=int, default=0, help="checkpoint every K steps (and always at the end)")
+    q.add_argument("--keep", type=int, default=3, help="checkpoints kept (default 3)")
+    q.add_argument("--log-every", type=int, default=50)
+    q.add_argument("--eval-every", type=int, default=0, help="evaluate every K steps (0: at the end)")
+    q.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (image folders)")
+    q.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option, e.g. --set regularizer=gp --set sigma=0.3 (repeatable)")
+    q.add_argument("--fid-proxy", action="store_true",
+                   help="train the FID-proxy feature classifier for --data into the user cache")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("sample", help="draw samples from a trained generative run")
+    q.add_argument("run_dir", help="a run directory written by `kexue train --out`")
+    q.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", help="output .npz (default RUN_DIR/samples.npz; a PNG is written beside it)")
+    q.add_argument("--raw", action="store_true", help="use the raw weights even when EMA weights exist")
+    q.add_argument("--device", default="auto")
+    q.set_defaults(func=cmd_sample)
+
+    q = sub.add_parser("reproduce", help="run one post's claim end to end → metrics.json, report.md, figures")
+    q.add_argument("name", help="e.g. noise-vs-gradient-penalty")
+    q.add_argument("--quick", action="store_true", help="the few-minute preset")
+    q.add_argument("--out", help="output folder (default runs/reproduce/NAME-PRESET)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="auto")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_reproduce)
+
+    q = sub.add_parser("bench", help="measure speed against the peer, as ratios")
+    q.add_argument("name", help="e.g. trainer")
+    q.add_argument("--quick", action="store_true")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.add_argument("--device", default="auto")
+    q.set_defaults(func=cmd_bench)
+
+    q = sub.add_parser("data", help="inspect or download data sets")
+    q.add_argument("action", choices=["info", "download"])
+    q.add_argument("name", help="a data set name or path")
+    q.add_argument("--data-dir")
+    q.add_argument("--split", default="train", choices=["train", "test", "all"])
+    q.set_defaults(func=cmd_data)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KexueError as e:
+        print(f"kexue: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kexue: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `kexue list | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -1,0 +1,147 @@
+"""The ONLY place that maps names to objects (style rule 8): data sets, models, reproductions, benchmarks.
+
+Library code imports what it calls; the command line and the experiment loader come through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from kexue.errors import DataError, KexueError
+
+IMAGE_DATA = ("digits", "mnist")
+TOY_DATA = ("ring8", "grid25", "checkerboard", "banana", "imbalanced")
+MNIST_FILES = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
+
+
+# ------------------------------------------------------------------------------------------- data
+def toy_distribution(name: str):
+    from kexue.data import toy2d
+
+    table = {"ring8": toy2d.ring8, "grid25": toy2d.grid25, "checkerboard": toy2d.Checkerboard,
+             "banana": toy2d.Banana, "imbalanced": toy2d.imbalanced}
+    return table[name]()
+
+
+def _looks_like_mnist(path: Path) -> bool:
+    names = {p.name for p in path.rglob("*-ubyte*")} if path.is_dir() else set()
+    return any(n.startswith(MNIST_FILES) for n in names)
+
+
+def load_data(name_or_path: str, *, data_dir: str | Path | None = None, split: str = "train"):
+    """A data set by name (digits, mnist, the 2-D toys) or path (MNIST idx folder, image folder).
+
+    Returns an `ImageData` for images, or a toy distribution object (sample / log_prob) for 2-D toys.
+    """
+    from kexue.paths import data_dir as resolve
+
+    if name_or_path == "digits":
+        from kexue.data.digits import load_digits
+
+        return load_digits(split)
+    if name_or_path == "mnist":
+        from kexue.data.mnist import load_mnist
+
+        return load_mnist(resolve(data_dir) / "mnist", split)
+    if name_or_path in TOY_DATA:
+        return toy_distribution(name_or_path)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if _looks_like_mnist(path):
+            from kexue.data.mnist import load_mnist
+
+            return load_mnist(path, split)
+        from kexue.data.image_folder import load_image_folder
+
+        return load_image_folder(path)
+    raise DataError(f"unknown data set {name_or_path!r}: use one of {', '.join(IMAGE_DATA + TOY_DATA)}, "
+                    "or a path to a folder of MNIST idx files or of PNG/JPEG images")
+
+
+def toy_dataset(dist: Any, n: int, seed: int) -> Dataset:
+    """A fixed training sample of n points from a toy distribution (reproducible from the seed)."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    return TensorDataset(dist.sample(n, generator=torch.Generator().manual_seed(seed)))
+
+
+# ------------------------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class ModelSpec:
+    """How `kexue train NAME` builds a model and its training set from data, and what it evaluates."""
+
+    name: str
+    config_cls: type
+    build: Callable[[Any, Mapping[str, Any], int], tuple[nn.Module, Dataset]]  # (data, overrides, seed)
+    model_cls: type
+    evaluator: Callable[[Any], Callable[[nn.Module], dict[str, float]]] | None = None  # test data → fn
+
+
+def _build_classifier(data: Any, overrides: Mapping[str, Any], seed: int):
+    from kexue.data.images import ImageData
+    from kexue.nn.classifier import Classifier, ClassifierConfig
+
+    if not isinstance(data, ImageData) or data.y is None:
+        raise KexueError("the classifier needs labelled image data (digits, mnist, or an image folder with "
+                         "class sub-folders)")
+    base = {"in_shape": data.shape, "num_classes": data.num_classes,
+            "arch": "mlp" if data.shape[1] < 16 else "conv"}
+    config = ClassifierConfig(**{**base, **overrides})
+    return Classifier(config), data.tensor_dataset("unit")
+
+
+def _classifier_eval(test: Any) -> Callable[[nn.Module], dict[str, float]]:
+    from kexue.nn.classifier import accuracy
+
+    x, y = test.floats("unit"), test.y
+    return lambda model: {"test_acc": accuracy(model, x, y)}
+
+
+def _build_gaussian(data: Any, overrides: Mapping[str, Any], seed: int):
+    from kexue.data.images import ImageData
+    from kexue.nn.gaussian import Gaussian, GaussianConfig
+
+    if isinstance(data, ImageData):
+        c, h, w = data.shape
+        config = GaussianConfig(**{"dim": c * h * w, "levels": data.levels, **overrides})
+        return Gaussian(config), data.tensor_dataset("unit")
+    config = GaussianConfig(**{"dim": 2, "levels": None, **overrides})
+    return Gaussian(config), toy_dataset(data, 50_000, seed)
+
+
+def model_specs() -> dict[str, ModelSpec]:
+    from kexue.nn.classifier import Classifier, ClassifierConfig
+    from kexue.nn.gaussian import Gaussian, GaussianConfig
+
+    return {
+        "classifier": ModelSpec("classifier", ClassifierConfig, _build_classifier, Classifier, _classifier_eval),
+        "gaussian": ModelSpec("gaussian", GaussianConfig, _build_gaussian, Gaussian),
+    }
+
+
+def model_spec(name: str) -> ModelSpec:
+    specs = model_specs()
+    if name not in specs:
+        raise KexueError(f"unknown model {name!r}; `kexue train` knows: {', '.join(sorted(specs))}")
+    return specs[name]
+
+
+# ------------------------------------------------------------------------------------------- runs
+def reproductions() -> dict[str, Any]:
+    from kexue.experiments import noise_vs_gradient_penalty
+
+    items = [noise_vs_gradient_penalty.REPRODUCTION]
+    return {r.name: r for r in items}
+
+
+def benchmarks() -> dict[str, Callable[..., dict]]:
+    from kexue.bench import trainer as bench_trainer
+
+    return {"trainer": bench_trainer.run}

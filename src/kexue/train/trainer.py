@@ -1,0 +1,349 @@
+"""The training loop every family plugs into: a model exposes `loss(batch)`, the trainer does the rest.
+
+    class MyModel(nn.Module):
+        def loss(self, batch) -> Tensor | dict[str, Tensor]:   # a dict must hold "loss"; other entries are logged
+
+What the trainer adds (posts 5765, 5879 and 6575 in PyTorch terms): callbacks; loss terms contributed by
+sub-modules (`add_loss`); gradient accumulation ("soft batch"); gradient clipping; AMP where the device
+supports it; weight EMA; a JSONL metric log and a progress bar; a stop with a clear message naming the
+step when the loss stops being finite; atomic, resumable checkpoints (safetensors + JSON) from which a
+resumed CPU run ends bit-identical to an uninterrupted one; and DDP under `torchrun`, where W processes
+with batch B/W reproduce one process with batch B.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from kexue.data.loader import BatchStream
+from kexue.errors import CheckpointError, TrainingError
+from kexue.train import checkpoint as ckpt
+from kexue.train.aux_loss import collecting_losses
+from kexue.train.callbacks import Callback
+from kexue.train.distributed import Dist, all_max, all_mean, barrier, gather_objects
+from kexue.train.ema import EMA
+from kexue.train.rng import get_rng_state, set_rng_state
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000                  # optimizer steps in total (a resumed run continues up to it)
+    batch_size: int = 128              # global batch per optimizer step: all processes, all accumulation chunks
+    accum: int = 1                     # gradient-accumulation chunks per step ("soft batch", post 5879)
+    lr: float = 1e-3                   # AdamW learning rate (when no optimizer is passed in)
+    weight_decay: float = 0.0          # AdamW's decoupled weight decay
+    clip_grad_norm: float | None = None  # clip the global gradient norm to this value
+    amp: bool = False                  # autocast: bf16 on CPU and on GPUs that have it, else fp16 + GradScaler
+    ema_decay: float | None = None     # keep a weight EMA with this decay (bias-corrected)
+    seed: int = 0                      # data order; the CLI also seeds the global generators with it
+    keep: int = 3                      # newest checkpoints kept
+    log_every: int = 50                # steps between training-metric lines in metrics.jsonl
+    num_workers: int = 0               # DataLoader workers (map-style data sets only)
+    progress: bool = True              # tqdm progress bar on the main process
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.accum < 1 or self.log_every < 1:
+            raise ValueError("steps must be ≥ 0, accum ≥ 1 and log_every ≥ 1")
+        if self.batch_size % self.accum:
+            raise ValueError(f"batch size {self.batch_size} is not divisible by accum={self.accum}")
+
+
+class _LossForward(nn.Module):
+    """Routes `forward` to `model.loss`, so that DDP's forward (which arms gradient sync) calls the loss."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Sequence[Tensor]) -> Any:
+        return self.model.loss(batch)
+
+
+def _terms(out: Any) -> dict[str, Tensor]:
+    if isinstance(out, Tensor):
+        return {"loss": out}
+    if isinstance(out, Mapping) and "loss" in out:
+        return dict(out)
+    raise TypeError("model.loss(batch) must return a scalar tensor or a dict with a 'loss' entry")
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, data: Dataset, config: TrainConfig, *,
+                 out_dir: str | Path | None = None, dist: Dist | None = None,
+                 optimizer: torch.optim.Optimizer | None = None, callbacks: Sequence[Callback] = (),
+                 run_config: Mapping[str, Any] | None = None) -> None:
+        if not hasattr(model, "loss"):
+            raise TypeError(f"{type(model).__name__} has no loss(batch) method; the trainer needs one")
+        self.config, self.dist = config, dist or Dist()
+        self.device = self.dist.device
+        self.model = model.to(self.device)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.run_config = dict(run_config or {})
+        self.optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                                        weight_decay=config.weight_decay)
+        self.ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
+        self.callbacks = list(callbacks)
+        self.stream = BatchStream(data, config.batch_size, seed=config.seed, rank=self.dist.rank,
+                                  world=self.dist.world, num_workers=config.num_workers,
+                                  pin_memory=self.device.type == "cuda")
+        self.step = 0
+        self.stop_reason: str | None = None
+        self._forward: nn.Module = _LossForward(model)
+        if self.dist.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._forward = DistributedDataParallel(self._forward, device_ids=ids)
+        self._autocast, self._scaler = self._amp_setup()
+        self._logs: dict[str, float] = {}
+        self._extra: dict[str, float] = {}
+        self._window: dict[str, Tensor] = {}
+        self._window_steps = 0
+        self._elapsed = 0.0
+
+    # -------------------------------------------------------------------------------------- set-up
+    def _amp_setup(self):
+        if not self.config.amp:
+            return nullcontext, None
+        kind = self.device.type
+        if kind == "cuda" and not torch.cuda.is_bf16_supported():
+            scaler = torch.amp.GradScaler("cuda")
+            return (lambda: torch.autocast("cuda", dtype=torch.float16)), scaler
+        return (lambda: torch.autocast(kind, dtype=torch.bfloat16)), None
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    # -------------------------------------------------------------------------------------- one step
+    def _train_step(self, batch: tuple[Tensor, ...]) -> Tensor:
+        cfg = self.config
+        batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
+        chunks = list(zip(*(t.chunk(cfg.accum) for t in batch))) if cfg.accum > 1 else [batch]
+        sums: dict[str, Tensor] = {}
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            sync = nullcontext() if last or not self.dist.active else self._forward.no_sync()
+            with sync:
+                with self._autocast(), collecting_losses() as aux:
+                    terms = _terms(self._forward(chunk))
+                loss = terms["loss"] + sum(aux.values()) if aux else terms["loss"]
+                scaled = loss / len(chunks)
+                (self._scaler.scale(scaled) if self._scaler else scaled).backward()
+            for k, v in {**terms, **aux, "loss": loss}.items():
+                v = v.detach().float() / len(chunks)
+                sums[k] = sums[k] + v if k in sums else v
+        self._check_finite(sums["loss"])
+        self._apply_gradients()
+        for k, v in sums.items():
+            self._window[k] = self._window[k] + v if k in self._window else v
+        return sums["loss"]
+
+    def _check_finite(self, loss: Tensor) -> None:
+        value = float(loss)
+        if all_max(not math.isfinite(value), self.device):
+            raise TrainingError(f"step {self.step + 1}: the loss is {value} (not finite), so training stopped "
+                                "before updating the weights; lower --lr, set --clip-grad, or check the data "
+                                "for NaN/Inf")
+
+    def _apply_gradients(self) -> None:
+        cfg, opt = self.config, self.optimizer
+        if self._scaler:
+            self._scaler.unscale_(opt)
+        if cfg.clip_grad_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
+            if not self._scaler and not torch.isfinite(norm):
+                raise TrainingError(f"step {self.step + 1}: the gradient norm is {float(norm)} (not finite); "
+                                    "lower --lr or check the model for operations with infinite gradients")
+        if self._scaler:
+            self._scaler.step(opt)
+            self._scaler.update()
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    # -------------------------------------------------------------------------------------- the loop
+    def fit(self, *, resume: bool = False) -> Trainer:
+        """Train until `config.steps` (continuing from the newest checkpoint when `resume`)."""
+        from tqdm.auto import tqdm
+
+        if resume:
+            self.resume()
+        elif self.out_dir is not None and self.is_main:
+            self._start_run_dir()
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        self.model.train()
+        batches = iter(self.stream)
+        bar = tqdm(total=self.config.steps, initial=self.step, disable=not (self.config.progress and self.is_main),
+                   dynamic_ncols=True, leave=False)
+        t0 = time.perf_counter() - self._elapsed
+        try:
+            while self.step < self.config.steps and self.stop_reason is None:
+                for cb in self.callbacks:
+                    cb.on_step_begin(self)
+                loss = self._train_step(next(batches))
+                self.step += 1
+                self._window_steps += 1
+                self._elapsed = time.perf_counter() - t0
+                self._logs = {"lr": self.optimizer.param_groups[0]["lr"]}
+                if self.step % self.config.log_every == 0 or self.step == self.config.steps:
+                    self._logs.update(self._flush_window())
+                for cb in self.callbacks:
+                    cb.on_step_end(self, self._logs)
+                self._write_log()
+                bar.update(1)
+                if self.step % self.config.log_every == 0:
+                    bar.set_postfix(loss=f"{float(loss):.4g}")
+            for cb in self.callbacks:
+                cb.on_train_end(self)
+            self._write_log()
+        finally:
+            bar.close()
+        if self.out_dir is not None:
+            self.save_checkpoint()
+            self.save_weights("model.safetensors")
+            if self.ema is not None:
+                self.save_weights("model_ema.safetensors", use_ema=True)
+        return self
+
+    def stop(self, reason: str) -> None:
+        """Ask the loop to stop after the current step (e.g. early stopping)."""
+        self.stop_reason = reason
+        self.log({"stopped": 1.0})
+
+    # -------------------------------------------------------------------------------------- logging
+    def _flush_window(self) -> dict[str, float]:
+        keys = sorted(self._window)
+        means = [float(self._window[k]) / max(1, self._window_steps) for k in keys]
+        means = all_mean(means, self.device)
+        self._window, self._window_steps = {}, 0
+        return {f"train/{k}": v for k, v in zip(keys, means)}
+
+    def log(self, metrics: Mapping[str, float]) -> None:
+        """Add metrics to this step's log line (and to the `logs` later callbacks see)."""
+        self._logs.update(metrics)
+        self._extra.update(metrics)
+
+    def _write_log(self) -> None:
+        has_train = any(k.startswith("train/") for k in self._logs)
+        if not (has_train or self._extra):
+            return
+        if self.is_main and self.out_dir is not None:
+            line = {"step": self.step, "time": round(self._elapsed, 3), **self._logs}
+            with open(self.out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(line, allow_nan=True) + "\n")
+        self._logs = {k: v for k, v in self._logs.items() if not k.startswith("train/")}
+        self._extra = {}
+
+    # -------------------------------------------------------------------------------------- evaluation
+    @contextmanager
+    def evaluating(self, *, use_ema: bool = False) -> Iterator[nn.Module]:
+        """The model in eval mode (with the EMA weights swapped in when asked), restored afterwards."""
+        was_training = self.model.training
+        self.model.eval()
+        swap = self.ema.applied(self.model) if use_ema and self.ema is not None else nullcontext(self.model)
+        try:
+            with swap:
+                yield self.model
+        finally:
+            self.model.train(was_training)
+
+    # -------------------------------------------------------------------------------------- saving
+    def _start_run_dir(self) -> None:
+        assert self.out_dir is not None
+        if (self.out_dir / "checkpoints").is_dir() and ckpt.checkpoint_steps(self.out_dir / "checkpoints"):
+            raise CheckpointError(f"{self.out_dir} already holds a run; pass --resume to continue it or "
+                                  "choose another --out")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
+        ckpt.write_json_atomic({**self.run_config, "train": asdict(self.config)}, self.out_dir / "config.json")
+
+    def save_weights(self, filename: str, *, use_ema: bool = False) -> None:
+        """Write the model's weights (or the EMA weights) to out_dir/filename (main process only)."""
+        if not self.is_main or self.out_dir is None:
+            return
+        swap = self.ema.applied(self.model) if use_ema and self.ema is not None else nullcontext()
+        with swap:
+            state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        ckpt.save_tensors_atomic(state, self.out_dir / filename, metadata={"step": str(self.step)})
+
+    def save_checkpoint(self) -> None:
+        """Write a resumable checkpoint (all processes must call it: it gathers their RNG states)."""
+        rng = gather_objects(get_rng_state())
+        if self.is_main and self.out_dir is not None:
+            tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+            meta = {
+                "format": "kexue-checkpoint", "version": 1, "world": self.dist.world,
+                "train": asdict(self.config), "run": self.run_config, "data": self.stream.state_dict(),
+                "rng": rng, "elapsed": self._elapsed,
+                "log_window": {"steps": self._window_steps, "sums": {k: float(v) for k, v in self._window.items()}},
+                "optimizer": ckpt.flatten_state(self.optimizer.state_dict(), "optimizer", tensors),
+                "callbacks": [cb.state_dict() for cb in self.callbacks],
+                "scaler": self._scaler.state_dict() if self._scaler else None,
+                "ema": ckpt.flatten_state(self.ema.state_dict(), "ema", tensors) if self.ema else None,
+            }
+            ckpt.save_checkpoint(self.out_dir / "checkpoints", self.step, tensors, meta, keep=self.config.keep)
+        barrier()
+
+    def resume(self) -> None:
+        """Load the newest checkpoint under out_dir/checkpoints and continue from it exactly."""
+        where = self.out_dir / "checkpoints" if self.out_dir is not None else None
+        path = ckpt.latest_checkpoint(where) if where is not None else None
+        if path is None:
+            raise CheckpointError(f"--resume was given but {where} holds no checkpoint; "
+                                  "drop --resume to start a new run")
+        tensors, meta = ckpt.load_checkpoint(path)
+        self._check_compatible(meta, path)
+        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(ckpt.unflatten_state(meta["optimizer"], tensors))
+        if self.ema is not None and meta["ema"] is not None:
+            self.ema.load_state_dict(ckpt.unflatten_state(meta["ema"], tensors))
+        if self._scaler and meta["scaler"]:
+            self._scaler.load_state_dict(meta["scaler"])
+        for cb, state in zip(self.callbacks, meta["callbacks"]):
+            cb.load_state_dict(state)
+        self.stream.load_state_dict(meta["data"])
+        set_rng_state(meta["rng"][self.dist.rank])
+        self.step, self._elapsed = int(meta["step"]), float(meta["elapsed"])
+        self._window_steps = int(meta["log_window"]["steps"])
+        self._window = {k: torch.tensor(v, dtype=torch.float32, device=self.device)
+                        for k, v in meta["log_window"]["sums"].items()}
+        if self.is_main:
+            self._truncate_log()
+
+    def _truncate_log(self) -> None:
+        """Drop log lines written after the checkpoint (by the interrupted run): they will be redone."""
+        log = self.out_dir / "metrics.jsonl"
+        if log.is_file():
+            keep = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
+            log.write_text("".join(ln + "\n" for ln in keep))
+
+    def _check_compatible(self, meta: dict, path: Path) -> None:
+        old, new = meta["train"], asdict(self.config)
+        fixed = ("batch_size", "accum", "seed")
+        diff = [f"{k} {old[k]} → {new[k]}" for k in fixed if old.get(k) != new[k]]
+        for key in ("model", "model_config"):  # compared as JSON: tuples were stored as lists
+            if meta["run"].get(key) != json.loads(json.dumps(self.run_config.get(key))):
+                diff.append(f"{key} {meta['run'].get(key)} → {self.run_config.get(key)}")
+        if meta["world"] != self.dist.world:
+            diff.append(f"processes {meta['world']} → {self.dist.world}")
+        if (meta["ema"] is None) != (self.ema is None):
+            diff.append("EMA on/off")
+        if diff:
+            raise CheckpointError(f"cannot resume from {path}: {', '.join(diff)}; "
+                                  "resume with the settings the run started with")

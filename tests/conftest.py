@@ -1,0 +1,30 @@
+"""Shared fixtures: a seeded generator per test, the shared data folder, strict float64 math."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# One thread per test process: `make test` runs pytest-xdist workers side by side on 2 cores.
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("KEXUE_TEST_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def gen() -> torch.Generator:
+    """Each test gets its own seeded generator (style rule 12); nothing seeds global state."""
+    return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The workplace's real data sets (../shared/data); tests that need them skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder {SHARED_DATA} is absent (set KEXUE_TEST_DATA to point at it)")
+    return SHARED_DATA

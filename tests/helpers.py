@@ -1,0 +1,34 @@
+"""Small models and data shared by the trainer tests."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from kexue.nn.classifier import Classifier, ClassifierConfig
+
+
+def digits_like(n: int = 256, d: int = 16, k: int = 4, seed: int = 0, dtype=torch.float32) -> TensorDataset:
+    """A linearly separable-ish labelled set: Gaussian blobs in d dimensions."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, k, (n,), generator=g)
+    centers = torch.randn(k, d, generator=g, dtype=dtype) * 2
+    x = centers[y] + torch.randn(n, d, generator=g, dtype=dtype)
+    return TensorDataset(x.view(n, 1, 4, d // 4), y)
+
+
+def small_classifier(regularizer: str = "none", d: int = 16, k: int = 4, **kw) -> Classifier:
+    cfg = ClassifierConfig(in_shape=(1, 4, d // 4), num_classes=k, arch="mlp", width=16, feature_dim=8,
+                           regularizer=regularizer, **kw)
+    return Classifier(cfg)
+
+
+def weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_bit_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs: max |Δ| = {(a[k] - b[k]).abs().max()}"

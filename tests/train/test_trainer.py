@@ -1,0 +1,213 @@
+"""The trainer: resume is bit-exact, accumulation equals one big batch, NaN stops with the step named,
+EMA leaves the trajectory alone, sub-module losses join the objective, AMP runs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import assert_bit_identical, digits_like, small_classifier, weights
+from torch import nn
+
+from kexue.errors import CheckpointError, TrainingError
+from kexue.train.aux_loss import add_loss
+from kexue.train.callbacks import Callback, Checkpoint, LRSchedule, warmup_linear
+from kexue.train.trainer import Trainer, TrainConfig
+
+
+class Crash(Callback):
+    """Raise after step `at`, as a process killed mid-run would stop."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_step_end(self, trainer, logs):
+        if trainer.step == self.at:
+            raise KeyboardInterrupt
+
+
+def _run(tmp, steps, *, crash_at=None, resume=False, seed=0, reg="noise"):
+    torch.manual_seed(seed)
+    model = small_classifier(reg, sigma=0.3)
+    cbs = [LRSchedule(warmup_linear(5, steps)), Checkpoint(every=4)]
+    if crash_at:
+        cbs.append(Crash(crash_at))
+    cfg = TrainConfig(steps=steps, batch_size=32, ema_decay=0.9, seed=seed, log_every=3, progress=False)
+    trainer = Trainer(model, digits_like(), cfg, out_dir=tmp, callbacks=cbs,
+                      run_config={"model": "classifier", "model_config": {"reg": reg}})
+    if crash_at:
+        with pytest.raises(KeyboardInterrupt):
+            trainer.fit(resume=resume)
+        return None
+    trainer.fit(resume=resume)
+    return trainer
+
+
+def test_resume_is_bit_identical(tmp_path):
+    """Crash at step 10 (last checkpoint at 8), resume: the weights, EMA and log equal an uninterrupted run."""
+    full = _run(tmp_path / "a", 21)
+    _run(tmp_path / "b", 21, crash_at=10)
+    torch.manual_seed(12345)  # the resumed run must restore the generators, not rely on them
+    resumed = _run(tmp_path / "b", 21, resume=True)
+    assert_bit_identical(weights(full.model), weights(resumed.model))
+    assert_bit_identical(full.ema.averaged(), resumed.ema.averaged())
+    log_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    log_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    strip = [lambda ln: {k: v for k, v in __import__("json").loads(ln).items() if k != "time"}][0]
+    assert [strip(x) for x in log_a] == [strip(x) for x in log_b]
+
+
+def test_resume_rejects_changed_settings(tmp_path):
+    _run(tmp_path, 8)
+    model = small_classifier("noise", sigma=0.3)
+    cfg = TrainConfig(steps=12, batch_size=64, ema_decay=0.9, progress=False)
+    trainer = Trainer(model, digits_like(), cfg, out_dir=tmp_path,
+                      run_config={"model": "classifier", "model_config": {"reg": "noise"}})
+    with pytest.raises(CheckpointError, match="batch_size 32 → 64"):
+        trainer.fit(resume=True)
+
+
+def test_resume_without_checkpoint_and_reuse_of_run_dir(tmp_path):
+    cfg = TrainConfig(steps=2, batch_size=32, progress=False)
+    with pytest.raises(CheckpointError, match="holds no checkpoint"):
+        Trainer(small_classifier(), digits_like(), cfg, out_dir=tmp_path).fit(resume=True)
+    Trainer(small_classifier(), digits_like(), cfg, out_dir=tmp_path).fit()
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        Trainer(small_classifier(), digits_like(), cfg, out_dir=tmp_path).fit()
+
+
+class Linear64(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(16, 4, dtype=torch.float64)
+
+    def loss(self, batch):
+        x, y = batch
+        return nn.functional.cross_entropy(self.lin(x.flatten(1).double()), y)
+
+
+@pytest.mark.parametrize("accum", [2, 4])
+def test_accumulation_equals_one_big_batch(accum):
+    """'Soft batch' (post 5879): k chunks of B/k with loss/k give the same update as one batch of B."""
+    data = digits_like(dtype=torch.float64)
+    runs = []
+    for a in (1, accum):
+        torch.manual_seed(0)
+        model = Linear64()
+        cfg = TrainConfig(steps=10, batch_size=64, accum=a, progress=False)
+        Trainer(model, data, cfg, optimizer=torch.optim.SGD(model.parameters(), lr=0.5)).fit()
+        runs.append(weights(model))
+    for k in runs[0]:
+        torch.testing.assert_close(runs[0][k], runs[1][k], rtol=0, atol=1e-12)
+
+
+class Exploding(nn.Module):
+    def __init__(self, at: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.at, self.calls = at, 0
+
+    def loss(self, batch):
+        self.calls += 1
+        bad = torch.tensor(float("nan")) if self.calls == self.at else torch.tensor(0.0)
+        return (self.w * batch[0].mean()) ** 2 + bad
+
+
+def test_nan_stops_naming_the_step():
+    model = Exploding(at=3)
+    cfg = TrainConfig(steps=10, batch_size=32, progress=False)
+    before = None
+
+    class Snapshot(Callback):
+        def on_step_end(self, trainer, logs):
+            nonlocal before
+            before = model.w.detach().clone()
+
+    with pytest.raises(TrainingError, match=r"step 3: the loss is nan"):
+        Trainer(model, digits_like(), cfg, callbacks=[Snapshot()]).fit()
+    assert torch.equal(model.w.detach(), before)  # the NaN step updated nothing
+
+
+def test_ema_does_not_change_the_trajectory():
+    """Post 6575: 'EMA不改变原来优化器的轨迹'."""
+    out = []
+    for decay in (None, 0.9):
+        torch.manual_seed(0)
+        model = small_classifier()
+        Trainer(model, digits_like(), TrainConfig(steps=12, batch_size=32, ema_decay=decay, progress=False)).fit()
+        out.append(weights(model))
+    assert_bit_identical(*out)
+
+
+class CenterLossNet(nn.Module):
+    """The post's Dense_with_Center_loss (5765): a layer that adds λ‖h − c_y‖² to the objective."""
+
+    def __init__(self, lam=0.5):
+        super().__init__()
+        self.feat = nn.Linear(16, 2, dtype=torch.float64)
+        self.out = nn.Linear(2, 4, dtype=torch.float64)
+        self.centers = nn.Parameter(torch.randn(4, 2, dtype=torch.float64))
+        self.lam = lam
+
+    def loss(self, batch):
+        x, y = batch
+        h = self.feat(x.flatten(1).double())
+        add_loss(self, self.lam * (h - self.centers[y]).pow(2).sum(1).mean(), "center")
+        return nn.functional.cross_entropy(self.out(h), y)
+
+
+def test_module_losses_join_the_objective(tmp_path):
+    data = digits_like(dtype=torch.float64)
+    torch.manual_seed(0)
+    a = CenterLossNet()
+    torch.manual_seed(0)
+    b = CenterLossNet()
+    Trainer(a, data, TrainConfig(steps=3, batch_size=32, log_every=1, progress=False), out_dir=tmp_path,
+            optimizer=torch.optim.SGD(a.parameters(), lr=0.1)).fit()
+    # Reference: the same three steps written by hand with the total loss.
+    opt = torch.optim.SGD(b.parameters(), lr=0.1)
+    from kexue.data.loader import BatchStream
+
+    stream = iter(BatchStream(data, 32, seed=0))
+    for _ in range(3):
+        x, y = next(stream)
+        h = b.feat(x.flatten(1))
+        total = nn.functional.cross_entropy(b.out(h), y) + b.lam * (h - b.centers[y]).pow(2).sum(1).mean()
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    assert_bit_identical(weights(a), weights(b))
+    import json
+
+    line = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert line["train/center"] > 0 and line["train/loss"] > line["train/center"]
+
+
+def test_amp_bf16_on_cpu_trains():
+    torch.manual_seed(0)
+    model = small_classifier()
+    data = digits_like()
+    cfg = TrainConfig(steps=40, batch_size=64, amp=True, lr=3e-3, progress=False)
+    x, y = data.tensors
+    before = nn.functional.cross_entropy(model(x), y).item()
+    Trainer(model, data, cfg).fit()
+    after = nn.functional.cross_entropy(model(x), y).item()
+    assert math.isfinite(after) and after < 0.7 * before
+
+
+def test_clip_grad_norm_bounds_the_update():
+    torch.manual_seed(0)
+    model = Linear64()
+    w0 = weights(model)
+    cfg = TrainConfig(steps=1, batch_size=64, clip_grad_norm=1e-3, progress=False)
+    Trainer(model, digits_like(dtype=torch.float64), cfg,
+            optimizer=torch.optim.SGD(model.parameters(), lr=1.0)).fit()
+    step = torch.cat([(weights(model)[k] - w0[k]).flatten() for k in w0])
+    # SGD with lr 1: the update is the clipped gradient (torch divides by ‖g‖ + 1e-6)
+    assert step.norm() == pytest.approx(1e-3, rel=1e-5)
+
+
+def test_model_without_loss_is_rejected():
+    with pytest.raises(TypeError, match="no loss"):
+        Trainer(nn.Linear(2, 2), digits_like(), TrainConfig(steps=1, batch_size=32))
