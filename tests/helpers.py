@@ -19,8 +19,15 @@ def digits_like(n: int = 256, d: int = 16, k: int = 4, seed: int = 0, dtype=torc
 
 
 def small_classifier(regularizer: str = "none", d: int = 16, k: int = 4, **kw) -> Classifier:
-    cfg = ClassifierConfig(in_shape=(1, 4, d // 4), num_classes=k, arch="mlp", width=16, feature_dim=8,
-                           regularizer=regularizer, **kw)
+    cfg = ClassifierConfig(
+        in_shape=(1, 4, d // 4),
+        num_classes=k,
+        arch="mlp",
+        width=16,
+        feature_dim=8,
+        regularizer=regularizer,
+        **kw,
+    )
     return Classifier(cfg)
 
 

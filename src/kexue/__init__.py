@@ -1,4 +1,5 @@
-"""kexue: the systems of Su Jianlin's blog *Scientific Spaces* (kexue.fm) as tested, reproducible PyTorch code.
+"""kexue: the systems of Su Jianlin's blog *Scientific Spaces* (kexue.fm) as tested, reproducible
+PyTorch code.
 
 `import kexue` stays light: sub-packages are imported where they are used (style rule 14).
 """

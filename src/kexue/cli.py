@@ -60,8 +60,9 @@ def coerce_fields(cls: type, values: dict[str, Any], where: str) -> dict[str, An
     hints = _field_types(cls)
     unknown = sorted(set(values) - set(hints))
     if unknown:
-        raise KexueError(f"{where}: unknown option {unknown[0]!r} for {cls.__name__}; "
-                         f"known: {', '.join(sorted(hints))}")
+        raise KexueError(
+            f"{where}: unknown option {unknown[0]!r} for {cls.__name__}; known: {', '.join(sorted(hints))}"
+        )
     return {k: _coerce(hints[k], v, f"{where} {k}") for k, v in values.items()}
 
 
@@ -89,7 +90,7 @@ def seed_everything(seed: int) -> None:
     import torch
 
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - only the CLI seeds global state
     torch.manual_seed(seed)
 
 
@@ -116,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from kexue.registry import load_data, model_spec
     from kexue.train.callbacks import Checkpoint, Evaluate
     from kexue.train.distributed import setup, teardown
-    from kexue.train.trainer import Trainer, TrainConfig
+    from kexue.train.trainer import TrainConfig, Trainer
 
     spec = model_spec(args.model)
     if args.fid_proxy:
@@ -134,24 +135,55 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise KexueError(f"--set: {e}") from None
         if dist.active:  # identical initial weights everywhere (DDP also broadcasts rank 0's), then
             seed_everything(args.seed + 1_000_003 * dist.rank)  # independent noise per process
-        config = config_from_dict(TrainConfig, {
-            "steps": args.steps, "batch_size": args.batch_size, "accum": args.accum, "lr": args.lr,
-            "weight_decay": args.weight_decay, "clip_grad_norm": args.clip_grad, "amp": args.amp,
-            "ema_decay": args.ema, "seed": args.seed, "keep": args.keep, "log_every": args.log_every,
-            "num_workers": args.workers, "progress": not args.no_progress}, "kexue train")
-        run_config = {"model": spec.name, "model_config": dataclasses.asdict(model.config), "data": args.data,
-                      "data_shape": list(getattr(data, "shape", (2,))), "seed": args.seed}
+        config = config_from_dict(
+            TrainConfig,
+            {
+                "steps": args.steps,
+                "batch_size": args.batch_size,
+                "accum": args.accum,
+                "lr": args.lr,
+                "weight_decay": args.weight_decay,
+                "clip_grad_norm": args.clip_grad,
+                "amp": args.amp,
+                "ema_decay": args.ema,
+                "seed": args.seed,
+                "keep": args.keep,
+                "log_every": args.log_every,
+                "num_workers": args.workers,
+                "progress": not args.no_progress,
+            },
+            "kexue train",
+        )
+        run_config = {
+            "model": spec.name,
+            "model_config": dataclasses.asdict(model.config),
+            "data": args.data,
+            "data_shape": list(getattr(data, "shape", (2,))),
+            "seed": args.seed,
+        }
         callbacks = [Checkpoint(args.save_every)] if args.save_every else []
         if spec.evaluator is not None:
-            callbacks.append(Evaluate(spec.evaluator(load_data(args.data, data_dir=args.data_dir, split="test")),
-                                      args.eval_every, use_ema=args.ema is not None, prefix=""))
-        trainer = Trainer(model, train_set, config, out_dir=args.out, dist=dist, callbacks=callbacks,
-                          run_config=run_config)
+            callbacks.append(
+                Evaluate(
+                    spec.evaluator(load_data(args.data, data_dir=args.data_dir, split="test")),
+                    args.eval_every,
+                    use_ema=args.ema is not None,
+                    prefix="",
+                )
+            )
+        trainer = Trainer(
+            model, train_set, config, out_dir=args.out, dist=dist, callbacks=callbacks, run_config=run_config
+        )
         trainer.fit(resume=args.resume)
         if dist.is_main:
-            summary = {k: v for cb in callbacks if isinstance(cb, Evaluate) for k, v in cb.history[-1][1].items()}
-            _say(f"kexue: trained {spec.name} for {trainer.step} steps → {Path(args.out) / 'model.safetensors'}"
-                 + "".join(f"; {k} {v:.4f}" for k, v in summary.items()))
+            summary = {
+                k: v for cb in callbacks if isinstance(cb, Evaluate) for k, v in cb.history[-1][1].items()
+            }
+            _say(
+                f"kexue: trained {spec.name} for {trainer.step} steps → "
+                f"{Path(args.out) / 'model.safetensors'}"
+                + "".join(f"; {k} {v:.4f}" for k, v in summary.items())
+            )
     finally:
         teardown()
     return 0
@@ -162,8 +194,9 @@ def _train_fid_proxy(args: argparse.Namespace) -> int:
 
     if args.model != "classifier":
         raise KexueError("--fid-proxy only applies to `kexue train classifier`")
-    path = train_feature_net(args.data, data_dir=args.data_dir, device=args.device,
-                             progress=not args.no_progress)
+    path = train_feature_net(
+        args.data, data_dir=args.data_dir, device=args.device, progress=not args.no_progress
+    )
     _say(f"kexue: FID-proxy feature net for {args.data} cached at {path}")
     return 0
 
@@ -180,8 +213,11 @@ def load_run(run_dir: str | Path, *, device: str = "cpu", raw: bool = False):
     run = read_json(run_dir / "config.json")
     spec = model_spec(run.get("model", "?"))
     model = spec.model_cls(config_from_dict(spec.config_cls, run["model_config"], f"{run_dir}/config.json"))
-    weights = run_dir / ("model_ema.safetensors" if not raw and (run_dir / "model_ema.safetensors").is_file()
-                         else "model.safetensors")
+    weights = run_dir / (
+        "model_ema.safetensors"
+        if not raw and (run_dir / "model_ema.safetensors").is_file()
+        else "model.safetensors"
+    )
     state = load_tensors(weights)
     try:
         model.load_state_dict(state)
@@ -200,12 +236,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     model, run = load_run(args.run_dir, device=str(resolve_device(args.device)), raw=args.raw)
     if not hasattr(model, "sample"):
-        raise KexueError(f"model {run['model']!r} does not generate samples; `kexue sample` works on "
-                         "generative runs (e.g. `kexue train gaussian`)")
+        raise KexueError(
+            f"model {run['model']!r} does not generate samples; `kexue sample` works on "
+            "generative runs (e.g. `kexue train gaussian`)"
+        )
     if args.n < 1:
         raise KexueError(f"--n must be at least 1, got {args.n}")
-    x = model.sample(args.n, generator=torch.Generator(device=next(model.parameters()).device)
-                     .manual_seed(args.seed)).cpu()
+    x = model.sample(
+        args.n, generator=torch.Generator(device=next(model.parameters()).device).manual_seed(args.seed)
+    ).cpu()
     out = Path(args.out or Path(args.run_dir) / "samples.npz")
     out.parent.mkdir(parents=True, exist_ok=True)
     shape = run.get("data_shape", [x.shape[1]])
@@ -221,7 +260,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------- reproduce / bench
+# ------------------------------------------------------------------------------ reproduce / bench
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from kexue.experiments.runner import execute
     from kexue.registry import reproductions
@@ -233,8 +272,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     preset = "quick" if args.quick else "full"
     out = Path(args.out or Path("runs") / "reproduce" / f"{args.name}-{preset}")
     seed_everything(args.seed)
-    metrics = execute(table[args.name], preset=preset, out=out, device=resolve_device(args.device),
-                      progress=not args.no_progress)
+    metrics = execute(
+        table[args.name],
+        preset=preset,
+        out=out,
+        device=resolve_device(args.device),
+        progress=not args.no_progress,
+    )
     verdict = "HOLDS" if metrics["holds"] else "DOES NOT HOLD"
     _say(f"kexue: {args.name} ({preset}): the claim {verdict} — {out / 'report.md'}")
     return 0
@@ -264,7 +308,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
     if args.action == "download":
         if args.name != "mnist":
-            raise KexueError(f"only mnist can be downloaded (digits ships with scikit-learn), not {args.name!r}")
+            raise KexueError(
+                f"only mnist can be downloaded (digits ships with scikit-learn), not {args.name!r}"
+            )
         from kexue.data.mnist import load_mnist
 
         root = data_dir(args.data_dir) / "mnist"
@@ -274,19 +320,30 @@ def cmd_data(args: argparse.Namespace) -> int:
         return 0
     data = load_data(args.name, data_dir=args.data_dir, split=args.split)
     if isinstance(data, ImageData):
-        info = {"name": data.name, "n": len(data), "shape": list(data.shape), "levels": data.levels,
-                "classes": data.num_classes}
+        info = {
+            "name": data.name,
+            "n": len(data),
+            "shape": list(data.shape),
+            "levels": data.levels,
+            "classes": data.num_classes,
+        }
     else:
-        info = {"name": args.name, "kind": "2-D toy distribution with exact log-density",
-                "type": type(data).__name__}
+        info = {
+            "name": args.name,
+            "kind": "2-D toy distribution with exact log-density",
+            "type": type(data).__name__,
+        }
     print(json.dumps(info))
     return 0
 
 
 # ------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kexue", description="The systems of kexue.fm as tested, reproducible "
-                                "PyTorch code. `kexue list` shows them all.")
+    p = argparse.ArgumentParser(
+        prog="kexue",
+        description="The systems of kexue.fm as tested, reproducible "
+        "PyTorch code. `kexue list` shows them all.",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     q = sub.add_parser("list", help="the 38 systems and their status")
@@ -297,9 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("train", help="train a model (also under torchrun for DDP)")
     q.add_argument("model", help="classifier | gaussian")
-    q.add_argument("--data", required=True, help="digits | mnist | ring8 | grid25 | checkerboard | banana | "
-                   "imbalanced | a folder of MNIST idx files or images")
-    q.add_argument("--data-dir", help="folder holding mnist/ etc. (default: $KEXUE_DATA, then ~/.cache/kexue/data)")
+    q.add_argument(
+        "--data",
+        required=True,
+        help="digits | mnist | ring8 | grid25 | checkerboard | banana | "
+        "imbalanced | a folder of MNIST idx files or images",
+    )
+    q.add_argument(
+        "--data-dir", help="folder holding mnist/ etc. (default: $KEXUE_DATA, then ~/.cache/kexue/data)"
+    )
     q.add_argument("--out", help="run directory: model.safetensors, config.json, metrics.jsonl, checkpoints/")
     q.add_argument("--steps", type=int, default=1000, help="optimizer steps (default 1000)")
     q.add_argument("--batch-size", type=int, default=128, help="global batch per step (default 128)")
@@ -307,20 +370,32 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--lr", type=float, default=1e-3)
     q.add_argument("--weight-decay", type=float, default=0.0)
     q.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm to this value")
-    q.add_argument("--amp", action="store_true", help="mixed precision (bf16 autocast; fp16 + scaler on old GPUs)")
+    q.add_argument(
+        "--amp", action="store_true", help="mixed precision (bf16 autocast; fp16 + scaler on old GPUs)"
+    )
     q.add_argument("--ema", type=float, default=None, metavar="DECAY", help="keep a weight EMA, e.g. 0.999")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--save-every", type=int, default=0, help="checkpoint every K steps (and always at the end)")
+    q.add_argument(
+        "--save-every", type=int, default=0, help="checkpoint every K steps (and always at the end)"
+    )
     q.add_argument("--keep", type=int, default=3, help="checkpoints kept (default 3)")
     q.add_argument("--log-every", type=int, default=50)
     q.add_argument("--eval-every", type=int, default=0, help="evaluate every K steps (0: at the end)")
     q.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (image folders)")
     q.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="model option, e.g. --set regularizer=gp --set sigma=0.3 (repeatable)")
-    q.add_argument("--fid-proxy", action="store_true",
-                   help="train the FID-proxy feature classifier for --data into the user cache")
+    q.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model option, e.g. --set regularizer=gp --set sigma=0.3 (repeatable)",
+    )
+    q.add_argument(
+        "--fid-proxy",
+        action="store_true",
+        help="train the FID-proxy feature classifier for --data into the user cache",
+    )
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_train)
 

@@ -18,13 +18,13 @@ class System:
     family: str
     posts: tuple[int, ...]
     also: tuple[int, ...]
-    works: str                           # what "works" means (SYSTEMS.md)
-    modules: tuple[str, ...] = ()        # implementation → implemented
-    tests: tuple[str, ...] = ()          # test files asserting its math → tested
+    works: str  # what "works" means (SYSTEMS.md)
+    modules: tuple[str, ...] = ()  # implementation → implemented
+    tests: tuple[str, ...] = ()  # test files asserting its math → tested
     reproductions: tuple[str, ...] = ()  # `kexue reproduce` names → reproduced
-    peers: tuple[str, ...] = ()          # benchmarks against a peer library → peer
-    note: str = ""                       # for rows that are not systems
-    issue: int | None = None             # the issue that builds it
+    peers: tuple[str, ...] = ()  # benchmarks against a peer library → peer
+    note: str = ""  # for rows that are not systems
+    issue: int | None = None  # the issue that builds it
 
     @property
     def url(self) -> str:
@@ -32,100 +32,309 @@ class System:
 
     @property
     def flags(self) -> dict[str, bool]:
-        return {"implemented": bool(self.modules), "tested": bool(self.tests),
-                "reproduced": bool(self.reproductions), "peer": bool(self.peers)}
+        return {
+            "implemented": bool(self.modules),
+            "tested": bool(self.tests),
+            "reproduced": bool(self.reproductions),
+            "peer": bool(self.peers),
+        }
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, "family": self.family, "url": self.url,
-                "posts": list(self.posts), "also": list(self.also), "works": self.works, **self.flags,
-                "note": self.note, "modules": list(self.modules), "tests": list(self.tests),
-                "reproductions": list(self.reproductions), "peers": list(self.peers), "issue": self.issue}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "family": self.family,
+            "url": self.url,
+            "posts": list(self.posts),
+            "also": list(self.also),
+            "works": self.works,
+            **self.flags,
+            "note": self.note,
+            "modules": list(self.modules),
+            "tests": list(self.tests),
+            "reproductions": list(self.reproductions),
+            "peers": list(self.peers),
+            "issue": self.issue,
+        }
 
 
-def _s(id, name, family, posts, also, works, **kw) -> System:  # noqa: A002 - the map's own column name
+def _s(id, name, family, posts, also, works, **kw) -> System:
     return System(id, name, family, tuple(posts), tuple(also), works, **kw)
 
 
 SYSTEMS: tuple[System, ...] = (
-    _s(1, "reparameterization", "estimators", [6705], [], "Gaussian, Gumbel-max, Gumbel-softmax, straight-through, "
-       "score-function estimators; bias/variance against exact enumeration", issue=7),
-    _s(2, "sparse-attention", "attention", [6853], [], "local, atrous, strided patterns computed block-wise "
-       "(linear time), equal to masked dense attention", issue=5),
-    _s(3, "dae-generative", "diffusion", [7038], [], "denoising autoencoder as score; Denoising Density "
-       "Estimators; annealed DSM + Langevin", issue=4),
+    _s(
+        1,
+        "reparameterization",
+        "estimators",
+        [6705],
+        [],
+        "Gaussian, Gumbel-max, Gumbel-softmax, straight-through, "
+        "score-function estimators; bias/variance against exact enumeration",
+        issue=7,
+    ),
+    _s(
+        2,
+        "sparse-attention",
+        "attention",
+        [6853],
+        [],
+        "local, atrous, strided patterns computed block-wise (linear time), equal to masked dense attention",
+        issue=5,
+    ),
+    _s(
+        3,
+        "dae-generative",
+        "diffusion",
+        [7038],
+        [],
+        "denoising autoencoder as score; Denoising Density Estimators; annealed DSM + Langevin",
+        issue=4,
+    ),
     _s(4, "vae", "vae", [7725], [5253, 5343], "VAE (MLP/conv), IWAE NLL, the geometric-view figure", issue=7),
-    _s(5, "noise-gradient-penalty", "training", [7466], [], "input noise ≈ gradient penalty ≈ adversarial "
-       "training, measured on a classifier",
-       modules=("kexue.train.adversarial", "kexue.nn.classifier"),
-       tests=("tests/train/test_adversarial.py",),
-       reproductions=("noise-vs-gradient-penalty",), issue=2),
-    _s(6, "attention-scale", "attention", [9812], [], "1/√d, log-n and gradient-maximisation scales; the post's "
-       "curve reproduced", issue=5),
+    _s(
+        5,
+        "noise-gradient-penalty",
+        "training",
+        [7466],
+        [],
+        "input noise ≈ gradient penalty ≈ adversarial training, measured on a classifier",
+        modules=("kexue.train.adversarial", "kexue.nn.classifier"),
+        tests=("tests/train/test_adversarial.py",),
+        reproductions=("noise-vs-gradient-penalty",),
+        issue=2,
+    ),
+    _s(
+        6,
+        "attention-scale",
+        "attention",
+        [9812],
+        [],
+        "1/√d, log-n and gradient-maximisation scales; the post's curve reproduced",
+        issue=5,
+    ),
     _s(7, "sid", "diffusion", [10085], [], "Score identity Distillation to a one-step generator", issue=4),
-    _s(8, "gmpy2", "math", [3026], [], "a post about using a library, not a system: gmpy2 (or mpmath) serves as "
-       "the high-precision oracle in numerical tests where float64 is in doubt",
-       tests=("tests/data/test_toy2d.py", "tests/metrics/test_frechet.py"),
-       note="not a system: mpmath (the Python counterpart of the post's gmpy2) is the 50-digit oracle in the "
-            "numerical tests marked 'row 8'", issue=2),
+    _s(
+        8,
+        "gmpy2",
+        "math",
+        [3026],
+        [],
+        "a post about using a library, not a system: gmpy2 (or mpmath) serves as "
+        "the high-precision oracle in numerical tests where float64 is in doubt",
+        tests=("tests/data/test_toy2d.py", "tests/metrics/test_frechet.py"),
+        note="not a system: mpmath (the Python counterpart of the post's gmpy2) is the 50-digit oracle "
+        "in the numerical tests marked 'row 8'",
+        issue=2,
+    ),
     _s(9, "nvae", "vae", [7574], [], "NVAE-style deep hierarchical VAE sized for a CPU", issue=7),
-    _s(10, "bigan-qp", "gan", [6214], [6163], "BiGAN-QP (GAN-QP objective + encoder with stop-gradient "
-       "reconstruction)", issue=8),
+    _s(
+        10,
+        "bigan-qp",
+        "gan",
+        [6214],
+        [6163],
+        "BiGAN-QP (GAN-QP objective + encoder with stop-gradient reconstruction)",
+        issue=8,
+    ),
     _s(11, "o-gan", "gan", [6409], [], "O-GAN: the discriminator doubles as an encoder", issue=8),
-    _s(12, "hierarchical-position", "attention", [7947], [], "hierarchical decomposition of learned position "
-       "tables (n → n²)", issue=5),
-    _s(13, "rope", "attention", [9403], [8265, 8397], "RoPE 1-D, 2-D and the general orthogonal form; relativity "
-       "proved", issue=5),
-    _s(14, "transformer-vq", "attention", [9844], [], "VQ keys, linear-time attention with cache, exact against "
-       "its quadratic form", issue=5),
-    _s(15, "ddpm", "diffusion", [9119, 9164], [9152], "DDPM training and ancestral sampling, posterior by "
-       "Bayes' rule", issue=3),
+    _s(
+        12,
+        "hierarchical-position",
+        "attention",
+        [7947],
+        [],
+        "hierarchical decomposition of learned position tables (n → n²)",
+        issue=5,
+    ),
+    _s(
+        13,
+        "rope",
+        "attention",
+        [9403],
+        [8265, 8397],
+        "RoPE 1-D, 2-D and the general orthogonal form; relativity proved",
+        issue=5,
+    ),
+    _s(
+        14,
+        "transformer-vq",
+        "attention",
+        [9844],
+        [],
+        "VQ keys, linear-time attention with cache, exact against its quadratic form",
+        issue=5,
+    ),
+    _s(
+        15,
+        "ddpm",
+        "diffusion",
+        [9119, 9164],
+        [9152],
+        "DDPM training and ancestral sampling, posterior by Bayes' rule",
+        issue=3,
+    ),
     _s(16, "word2vec-svd", "text", [4233], [], "PPMI/SPPMI + truncated SVD vectors against SGNS", issue=11),
-    _s(17, "vi-unified", "gan", [5716], [], "VAE, GAN, AAE, ALI in one framework; the VI-GAN regulariser",
-       issue=8),
-    _s(18, "layers-and-callbacks", "training", [5765], [], "trainer callbacks; modules contributing their own "
-       "losses",
-       modules=("kexue.train.trainer", "kexue.train.callbacks", "kexue.train.aux_loss"),
-       tests=("tests/train/test_callbacks.py", "tests/train/test_aux_loss.py", "tests/train/test_trainer.py"),
-       issue=2),
-    _s(19, "cluster-vae", "vae", [5887], [], "mixture-prior VAE: unsupervised clustering + conditional generation",
-       issue=7),
-    _s(20, "gan-reading-list", "gan", [6240], [], "a reading list, not a system: covered by the GAN loss zoo "
-       "(SN, WGAN-GP, relativistic, …)",
-       note="a reading list, not a system: the GAN loss zoo of the GAN issue will stand behind it", issue=8),
-    _s(21, "rsgan", "gan", [6110], [], "relativistic discriminators (RSGAN, RaSGAN, RaLSGAN), correct gradients",
-       issue=8),
+    _s(
+        17,
+        "vi-unified",
+        "gan",
+        [5716],
+        [],
+        "VAE, GAN, AAE, ALI in one framework; the VI-GAN regulariser",
+        issue=8,
+    ),
+    _s(
+        18,
+        "layers-and-callbacks",
+        "training",
+        [5765],
+        [],
+        "trainer callbacks; modules contributing their own losses",
+        modules=("kexue.train.trainer", "kexue.train.callbacks", "kexue.train.aux_loss"),
+        tests=(
+            "tests/train/test_callbacks.py",
+            "tests/train/test_aux_loss.py",
+            "tests/train/test_trainer.py",
+        ),
+        issue=2,
+    ),
+    _s(
+        19,
+        "cluster-vae",
+        "vae",
+        [5887],
+        [],
+        "mixture-prior VAE: unsupervised clustering + conditional generation",
+        issue=7,
+    ),
+    _s(
+        20,
+        "gan-reading-list",
+        "gan",
+        [6240],
+        [],
+        "a reading list, not a system: covered by the GAN loss zoo (SN, WGAN-GP, relativistic, …)",
+        note="a reading list, not a system: the GAN loss zoo of the GAN issue will stand behind it",
+        issue=8,
+    ),
+    _s(
+        21,
+        "rsgan",
+        "gan",
+        [6110],
+        [],
+        "relativistic discriminators (RSGAN, RaSGAN, RaLSGAN), correct gradients",
+        issue=8,
+    ),
     _s(22, "single-loss-gan", "gan", [6387], [], "GAN trained with one loss via stop-gradients", issue=8),
-    _s(23, "intermediates-and-ema", "training", [6575], [], "capture of intermediate outputs, weight EMA, "
-       "process-safe data loading",
-       modules=("kexue.train.intermediates", "kexue.train.ema", "kexue.data.loader"),
-       tests=("tests/train/test_intermediates.py", "tests/train/test_ema.py", "tests/data/test_loader.py"),
-       issue=2),
-    _s(24, "bert4keras", "attention", [6915], [], "bert4keras-style builder loading real checkpoints, tokenizer, "
-       "KV-cache decoding", issue=6),
-    _s(25, "discrete-distributions", "estimators", [9085], [], "the post's constructions of discrete "
-       "distributions from perturbations", issue=7),
-    _s(26, "dictionary-segmenter", "text", [4245], [3924, 4195], "Chinese word segmentation trained from a "
-       "dictionary alone", issue=10),
-    _s(27, "series-convergence", "math", [1990], [], "a math note, not a system (listed so the map is complete)",
-       note="a math note (the p-series comparison test), not a system: listed so the map is complete",
-       issue=2),
+    _s(
+        23,
+        "intermediates-and-ema",
+        "training",
+        [6575],
+        [],
+        "capture of intermediate outputs, weight EMA, process-safe data loading",
+        modules=("kexue.train.intermediates", "kexue.train.ema", "kexue.data.loader"),
+        tests=("tests/train/test_intermediates.py", "tests/train/test_ema.py", "tests/data/test_loader.py"),
+        issue=2,
+    ),
+    _s(
+        24,
+        "bert4keras",
+        "attention",
+        [6915],
+        [],
+        "bert4keras-style builder loading real checkpoints, tokenizer, KV-cache decoding",
+        issue=6,
+    ),
+    _s(
+        25,
+        "discrete-distributions",
+        "estimators",
+        [9085],
+        [],
+        "the post's constructions of discrete distributions from perturbations",
+        issue=7,
+    ),
+    _s(
+        26,
+        "dictionary-segmenter",
+        "text",
+        [4245],
+        [3924, 4195],
+        "Chinese word segmentation trained from a dictionary alone",
+        issue=10,
+    ),
+    _s(
+        27,
+        "series-convergence",
+        "math",
+        [1990],
+        [],
+        "a math note, not a system (listed so the map is complete)",
+        note="a math note (the p-series comparison test), not a system: listed so the map is complete",
+        issue=2,
+    ),
     _s(28, "ddim", "diffusion", [9181], [], "DDIM with η, σ̂, sub-trajectories, inversion", issue=3),
-    _s(29, "analytic-dpm", "diffusion", [9245], [], "Analytic-DPM optimal reverse variance and trajectory",
-       issue=3),
-    _s(30, "sde-ode", "diffusion", [9209], [9228], "VP/VE/sub-VP SDEs, predictor–corrector, probability-flow "
-       "ODE, exact NLL", issue=3),
+    _s(
+        29,
+        "analytic-dpm",
+        "diffusion",
+        [9245],
+        [],
+        "Analytic-DPM optimal reverse variance and trajectory",
+        issue=3,
+    ),
+    _s(
+        30,
+        "sde-ode",
+        "diffusion",
+        [9209],
+        [9228],
+        "VP/VE/sub-VP SDEs, predictor–corrector, probability-flow ODE, exact NLL",
+        issue=3,
+    ),
     _s(31, "extended-analytic-dpm", "diffusion", [9246], [], "NPR-DPM and SN-DPM covariance heads", issue=3),
     _s(32, "transformer", "attention", [4765], [], "the 2017 Transformer with KV-cache decoding", issue=5),
     _s(33, "poetry-vae", "vae", [5332], [], "CNN-VAE generating 5-character couplets", issue=7),
     _s(34, "flows", "flows", [5807], [5776], "NICE, RealNVP, Glow with exact bits/dim", issue=9),
-    _s(35, "seq2seq-titles", "text", [5861], [], "title generation: LSTM + attention + copy prior, and UniLM",
-       issue=6),
-    _s(36, "custom-optimizers", "training", [5879], [], "optimizer wrappers (decay, piecewise LR, accumulation, "
-       "lookahead, lazy, EMA, per-parameter LR)", issue=6),
-    _s(37, "optimizer-dynamics", "training", [6234], [5655], "optimizers as discretised ODEs (SGD, momentum, "
-       "RMSprop/Adam)", issue=6),
-    _s(38, "lipschitz", "gan", [6051], [], "spectral normalisation, gradient penalty, Lipschitz regularisation for "
-       "generalisation", issue=8),
+    _s(
+        35,
+        "seq2seq-titles",
+        "text",
+        [5861],
+        [],
+        "title generation: LSTM + attention + copy prior, and UniLM",
+        issue=6,
+    ),
+    _s(
+        36,
+        "custom-optimizers",
+        "training",
+        [5879],
+        [],
+        "optimizer wrappers (decay, piecewise LR, accumulation, lookahead, lazy, EMA, per-parameter LR)",
+        issue=6,
+    ),
+    _s(
+        37,
+        "optimizer-dynamics",
+        "training",
+        [6234],
+        [5655],
+        "optimizers as discretised ODEs (SGD, momentum, RMSprop/Adam)",
+        issue=6,
+    ),
+    _s(
+        38,
+        "lipschitz",
+        "gan",
+        [6051],
+        [],
+        "spectral normalisation, gradient penalty, Lipschitz regularisation for generalisation",
+        issue=8,
+    ),
 )
 
 
@@ -139,16 +348,23 @@ def status_text(s: System) -> str:
 
 def markdown_table() -> str:
     """The README's feature table, generated from SYSTEMS (tests check the README matches it)."""
-    lines = ["| id | system | family | post | implemented | tested | reproduced | peer | notes |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| id | system | family | post | implemented | tested | reproduced | peer | notes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     mark = {True: "✓", False: ""}
     for s in SYSTEMS:
         f = s.flags
         post = f"[{s.posts[0]}]({s.url})"
-        notes = s.note or (f"`kexue reproduce {', '.join(s.reproductions)}`" if s.reproductions else
-                           ("" if any(f.values()) else f"planned (issue #{s.issue})"))
-        lines.append(f"| {s.id} | {s.name} | {s.family} | {post} | {mark[f['implemented']]} | {mark[f['tested']]} "
-                     f"| {mark[f['reproduced']]} | {mark[f['peer']]} | {notes} |")
+        notes = s.note or (
+            f"`kexue reproduce {', '.join(s.reproductions)}`"
+            if s.reproductions
+            else ("" if any(f.values()) else f"planned (issue #{s.issue})")
+        )
+        lines.append(
+            f"| {s.id} | {s.name} | {s.family} | {post} | {mark[f['implemented']]} | {mark[f['tested']]} "
+            f"| {mark[f['reproduced']]} | {mark[f['peer']]} | {notes} |"
+        )
     return "\n".join(lines)
 
 

@@ -7,13 +7,13 @@ import math
 
 import pytest
 import torch
-from helpers import assert_bit_identical, digits_like, small_classifier, weights
 from torch import nn
 
+from helpers import assert_bit_identical, digits_like, small_classifier, weights
 from kexue.errors import CheckpointError, TrainingError
 from kexue.train.aux_loss import add_loss
 from kexue.train.callbacks import Callback, Checkpoint, LRSchedule, warmup_linear
-from kexue.train.trainer import Trainer, TrainConfig
+from kexue.train.trainer import TrainConfig, Trainer
 
 
 class Crash(Callback):
@@ -34,8 +34,14 @@ def _run(tmp, steps, *, crash_at=None, resume=False, seed=0, reg="noise"):
     if crash_at:
         cbs.append(Crash(crash_at))
     cfg = TrainConfig(steps=steps, batch_size=32, ema_decay=0.9, seed=seed, log_every=3, progress=False)
-    trainer = Trainer(model, digits_like(), cfg, out_dir=tmp, callbacks=cbs,
-                      run_config={"model": "classifier", "model_config": {"reg": reg}})
+    trainer = Trainer(
+        model,
+        digits_like(),
+        cfg,
+        out_dir=tmp,
+        callbacks=cbs,
+        run_config={"model": "classifier", "model_config": {"reg": reg}},
+    )
     if crash_at:
         with pytest.raises(KeyboardInterrupt):
             trainer.fit(resume=resume)
@@ -45,7 +51,7 @@ def _run(tmp, steps, *, crash_at=None, resume=False, seed=0, reg="noise"):
 
 
 def test_resume_is_bit_identical(tmp_path):
-    """Crash at step 10 (last checkpoint at 8), resume: the weights, EMA and log equal an uninterrupted run."""
+    """Crash at step 10 (last checkpoint at 8), resume: weights, EMA and log equal an uninterrupted run."""
     full = _run(tmp_path / "a", 21)
     _run(tmp_path / "b", 21, crash_at=10)
     torch.manual_seed(12345)  # the resumed run must restore the generators, not rely on them
@@ -62,8 +68,13 @@ def test_resume_rejects_changed_settings(tmp_path):
     _run(tmp_path, 8)
     model = small_classifier("noise", sigma=0.3)
     cfg = TrainConfig(steps=12, batch_size=64, ema_decay=0.9, progress=False)
-    trainer = Trainer(model, digits_like(), cfg, out_dir=tmp_path,
-                      run_config={"model": "classifier", "model_config": {"reg": "noise"}})
+    trainer = Trainer(
+        model,
+        digits_like(),
+        cfg,
+        out_dir=tmp_path,
+        run_config={"model": "classifier", "model_config": {"reg": "noise"}},
+    )
     with pytest.raises(CheckpointError, match="batch_size 32 → 64"):
         trainer.fit(resume=True)
 
@@ -135,7 +146,9 @@ def test_ema_does_not_change_the_trajectory():
     for decay in (None, 0.9):
         torch.manual_seed(0)
         model = small_classifier()
-        Trainer(model, digits_like(), TrainConfig(steps=12, batch_size=32, ema_decay=decay, progress=False)).fit()
+        Trainer(
+            model, digits_like(), TrainConfig(steps=12, batch_size=32, ema_decay=decay, progress=False)
+        ).fit()
         out.append(weights(model))
     assert_bit_identical(*out)
 
@@ -163,8 +176,13 @@ def test_module_losses_join_the_objective(tmp_path):
     a = CenterLossNet()
     torch.manual_seed(0)
     b = CenterLossNet()
-    Trainer(a, data, TrainConfig(steps=3, batch_size=32, log_every=1, progress=False), out_dir=tmp_path,
-            optimizer=torch.optim.SGD(a.parameters(), lr=0.1)).fit()
+    Trainer(
+        a,
+        data,
+        TrainConfig(steps=3, batch_size=32, log_every=1, progress=False),
+        out_dir=tmp_path,
+        optimizer=torch.optim.SGD(a.parameters(), lr=0.1),
+    ).fit()
     # Reference: the same three steps written by hand with the total loss.
     opt = torch.optim.SGD(b.parameters(), lr=0.1)
     from kexue.data.loader import BatchStream
@@ -201,8 +219,9 @@ def test_clip_grad_norm_bounds_the_update():
     model = Linear64()
     w0 = weights(model)
     cfg = TrainConfig(steps=1, batch_size=64, clip_grad_norm=1e-3, progress=False)
-    Trainer(model, digits_like(dtype=torch.float64), cfg,
-            optimizer=torch.optim.SGD(model.parameters(), lr=1.0)).fit()
+    Trainer(
+        model, digits_like(dtype=torch.float64), cfg, optimizer=torch.optim.SGD(model.parameters(), lr=1.0)
+    ).fit()
     step = torch.cat([(weights(model)[k] - w0[k]).flatten() for k in w0])
     # SGD with lr 1: the update is the clipped gradient (torch divides by ‖g‖ + 1e-6)
     assert step.norm() == pytest.approx(1e-3, rel=1e-5)

@@ -30,8 +30,10 @@ class ImageData:
 
     def __post_init__(self) -> None:
         if self.x.dim() != 4 or self.x.dtype != torch.uint8:
-            raise ValueError(f"{self.name}: x must be a (N, C, H, W) uint8 tensor, got {tuple(self.x.shape)} "
-                             f"{self.x.dtype}")
+            raise ValueError(
+                f"{self.name}: x must be a (N, C, H, W) uint8 tensor, got {tuple(self.x.shape)} "
+                f"{self.x.dtype}"
+            )
         if self.y is not None and (self.y.shape != (len(self.x),) or self.y.dtype != torch.int64):
             raise ValueError(f"{self.name}: y must be an (N,) int64 tensor matching x")
 
@@ -63,5 +65,6 @@ class ImageData:
         return TensorDataset(x) if self.y is None else TensorDataset(x, self.y)
 
     def subset(self, index: Tensor | slice) -> ImageData:
-        return ImageData(self.name, self.x[index], None if self.y is None else self.y[index], self.levels,
-                         self.classes)
+        return ImageData(
+            self.name, self.x[index], None if self.y is None else self.y[index], self.levels, self.classes
+        )

@@ -28,7 +28,9 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 def mix_seed(*keys: int) -> int:
     """A 63-bit seed from integer keys (NumPy's SeedSequence hashing: nearby keys give unrelated streams)."""
-    return int(np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint64)[0] >> 1)
+    return int(
+        np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint64)[0] >> 1
+    )
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, *, shuffle: bool = True) -> Tensor:
@@ -45,7 +47,7 @@ def seed_worker(worker_id: int) -> None:
     forked from the parent, so every worker would draw the same NumPy "random" numbers.
     """
     seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
+    np.random.seed(seed)  # noqa: NPY002 - the global generator is exactly what must be reseeded
     random.seed(seed)
 
 
@@ -56,15 +58,29 @@ class BatchStream:
     batch_size: the GLOBAL batch over all `world` processes; each process yields batch_size // world rows.
     """
 
-    def __init__(self, dataset: Dataset, batch_size: int, *, seed: int = 0, rank: int = 0, world: int = 1,
-                 shuffle: bool = True, num_workers: int = 0, pin_memory: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        shuffle: bool = True,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+    ) -> None:
         n = len(dataset)  # type: ignore[arg-type]
         if batch_size < 1 or batch_size % world:
-            raise ValueError(f"batch size {batch_size} must be a positive multiple of the number of "
-                             f"processes ({world}); pass --batch-size divisible by {world}")
+            raise ValueError(
+                f"batch size {batch_size} must be a positive multiple of the number of "
+                f"processes ({world}); pass --batch-size divisible by {world}"
+            )
         if n < batch_size:
-            raise ValueError(f"the data set has {n} samples, fewer than one batch of {batch_size}; "
-                             f"pass a smaller --batch-size")
+            raise ValueError(
+                f"the data set has {n} samples, fewer than one batch of {batch_size}; "
+                f"pass a smaller --batch-size"
+            )
         self.dataset, self.batch_size, self.seed = dataset, batch_size, seed
         self.rank, self.world, self.shuffle = rank, world, shuffle
         self.num_workers, self.pin_memory = num_workers, pin_memory
@@ -72,20 +88,27 @@ class BatchStream:
         self.epoch, self.batch = 0, 0  # position of the NEXT batch
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "batch": self.batch, "seed": self.seed, "batch_size": self.batch_size,
-                "world": self.world}
+        return {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "world": self.world,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state["batch_size"] != self.batch_size or state["seed"] != self.seed:
-            raise ValueError(f"cannot resume: the checkpoint was written with batch size {state['batch_size']} "
-                             f"and seed {state['seed']}, this run uses {self.batch_size} and {self.seed}; "
-                             "resume with the original settings")
+            raise ValueError(
+                f"cannot resume: the checkpoint was written with batch size {state['batch_size']} "
+                f"and seed {state['seed']}, this run uses {self.batch_size} and {self.seed}; "
+                "resume with the original settings"
+            )
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
 
     def _rank_indices(self, perm: Tensor, b: int) -> Tensor:
         per_rank = self.batch_size // self.world
         start = b * self.batch_size + self.rank * per_rank
-        return perm[start:start + per_rank]
+        return perm[start : start + per_rank]
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
         while True:
@@ -101,9 +124,13 @@ class BatchStream:
             for idx in index:
                 yield tuple(t[idx] for t in self.dataset.tensors)
             return
-        loader = DataLoader(self.dataset, batch_sampler=[i.tolist() for i in index],
-                            num_workers=self.num_workers, pin_memory=self.pin_memory,
-                            worker_init_fn=seed_worker if self.num_workers else None,
-                            generator=torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, self.rank)))
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=[i.tolist() for i in index],
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            worker_init_fn=seed_worker if self.num_workers else None,
+            generator=torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, self.rank)),
+        )
         for batch in loader:
             yield tuple(batch) if isinstance(batch, (list, tuple)) else (batch,)

@@ -33,7 +33,11 @@ def dequantize(x: Tensor, levels: int, *, generator: torch.Generator | None = No
     likelihood (Theis et al. 2016), which is what `kexue.metrics.bits_per_dim` converts.
     """
     u = torch.rand(x.shape, generator=generator, device=x.device)
-    return (x.to(torch.float32) + u) / levels
+    k = x.to(torch.float32)
+    y = (k + u) / levels
+    # In float32, k + u rounds up to k + 1 when u is within half an ulp of k below 1 (for k = 255 about once
+    # in 1.3e5 draws), which would give y = (k + 1)/levels, e.g. exactly 1.0: clamp to the float below it.
+    return torch.minimum(y, torch.nextafter((k + 1) / levels, torch.zeros((), device=x.device)))
 
 
 def binarize_static(x: Tensor, threshold: float = 0.5) -> Tensor:
@@ -42,5 +46,5 @@ def binarize_static(x: Tensor, threshold: float = 0.5) -> Tensor:
 
 
 def binarize_dynamic(x: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
-    """Dynamic binarization: each pixel ~ Bernoulli(x), drawn afresh per call (Salakhutdinov & Murray 2008)."""
+    """Dynamic binarization: each pixel ~ Bernoulli(x), redrawn per call (Salakhutdinov & Murray 2008)."""
     return torch.bernoulli(x.to(torch.float32), generator=generator)

@@ -38,8 +38,9 @@ def gaussian_noise(x: Tensor, sigma: float, *, generator: torch.Generator | None
     return x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
-def fisher_penalty(logits: Tensor, x: Tensor, *, sampled: bool = False,
-                   generator: torch.Generator | None = None) -> Tensor:
+def fisher_penalty(
+    logits: Tensor, x: Tensor, *, sampled: bool = False, generator: torch.Generator | None = None
+) -> Tensor:
     """Σ_i p_i ‖∇_x log p_i‖² per sample, shape (B,) — eq. (15) of [7466] with λ_i = 1/f_i (KL loss).
 
     logits: (B, K), computed from x (which must require grad). Differentiable (create_graph), so it can
@@ -47,8 +48,10 @@ def fisher_penalty(logits: Tensor, x: Tensor, *, sampled: bool = False,
     (eq. 16) on g_i = p_i / sg(√p_i), so that ∇g_i = ∇p_i/√p_i and E_η‖Σ_i η_i ∇g_i‖² = Σ_i p_i‖∇ log p_i‖².
     """
     if not x.requires_grad:
-        raise ValueError("fisher_penalty needs the logits' input x to require grad: "
-                         "x = x.detach().requires_grad_(True) before computing the logits")
+        raise ValueError(
+            "fisher_penalty needs the logits' input x to require grad: "
+            "x = x.detach().requires_grad_(True) before computing the logits"
+        )
     log_p = F.log_softmax(logits, dim=-1)  # (B, K)
     p = log_p.exp()
     if sampled:
@@ -92,8 +95,15 @@ def kl_logits(p_logits: Tensor, q_logits: Tensor) -> Tensor:
     return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 
-def vat_perturbation(logits_fn: Callable[[Tensor], Tensor], x: Tensor, epsilon: float, *, xi: float = 10.0,
-                     iters: int = 1, generator: torch.Generator | None = None) -> Tensor:
+def vat_perturbation(
+    logits_fn: Callable[[Tensor], Tensor],
+    x: Tensor,
+    epsilon: float,
+    *,
+    xi: float = 10.0,
+    iters: int = 1,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """The post's VAT box: u ~ N(0, I); repeat `iters` times u ← ∇_u KL(f_ng(x) ‖ f(x + ξu)) at unit u;
     return ε u/‖u‖ (detached). With iters = 0 it is Gaussian noise of norm ε.
     """

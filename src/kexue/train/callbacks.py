@@ -37,10 +37,12 @@ class Callback:
 # ----------------------------------------------------------------------------------------- schedules
 def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:
     """0 → 1 linearly over `warmup` steps, then 1 → 0 linearly until `total` (BERT's schedule)."""
+
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         return max(0.0, (total - step) / max(1, total - warmup))
+
     return f
 
 
@@ -59,16 +61,19 @@ def piecewise_linear(points: Mapping[int, float]) -> Callable[[int], float]:
             return ys[-1]
         x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
         return y0 + (y1 - y0) * (step - x0) / (x1 - x0)
+
     return f
 
 
 def cosine(total: int, warmup: int = 0, floor: float = 0.0) -> Callable[[int], float]:
     """Linear warm-up, then cosine decay from 1 to `floor` at `total`."""
+
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         t = min(1.0, (step - warmup) / max(1, total - warmup))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
     return f
 
 
@@ -111,8 +116,14 @@ class Evaluate(Callback):
     main process writes logs. `history` keeps (step, metrics) pairs.
     """
 
-    def __init__(self, fn: Callable[[Any], Mapping[str, float]], every: int, *, use_ema: bool = False,
-                 prefix: str = "eval/") -> None:
+    def __init__(
+        self,
+        fn: Callable[[Any], Mapping[str, float]],
+        every: int,
+        *,
+        use_ema: bool = False,
+        prefix: str = "eval/",
+    ) -> None:
         self.fn, self.every, self.use_ema, self.prefix = fn, every, use_ema, prefix
         self.history: list[tuple[int, dict[str, float]]] = []
 
@@ -144,7 +155,7 @@ def _improved(value: float, best: float | None, mode: str, min_delta: float) -> 
 
 
 class SaveBest(Callback):
-    """Save the weights (EMA weights when the trainer has them) whenever `monitor` improves: `best.safetensors`."""
+    """Save the weights (the EMA weights when there are some) whenever `monitor` improves."""
 
     def __init__(self, monitor: str, mode: str = "max", filename: str = "best.safetensors") -> None:
         if mode not in ("max", "min"):

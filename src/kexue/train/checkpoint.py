@@ -51,7 +51,9 @@ def flatten_state(obj: Any, prefix: str, tensors: dict[str, Tensor]) -> Any:
         return [flatten_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
-    raise TypeError(f"cannot store {type(obj).__name__} at {prefix!r} in a checkpoint (tensors and JSON only)")
+    raise TypeError(
+        f"cannot store {type(obj).__name__} at {prefix!r} in a checkpoint (tensors and JSON only)"
+    )
 
 
 def unflatten_state(obj: Any, tensors: dict[str, Tensor]) -> Any:
@@ -99,8 +101,9 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def save_tensors_atomic(tensors: dict[str, Tensor], path: str | os.PathLike,
-                        metadata: dict[str, str] | None = None) -> None:
+def save_tensors_atomic(
+    tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> None:
     """Write a safetensors file via a temporary file and a rename (readers never see a partial file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,8 +146,10 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") ->
     try:
         return load_file(path, device=str(device))
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({e}); "
-                              "it may be truncated — use an earlier checkpoint or retrain") from None
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({e}); "
+            "it may be truncated — use an earlier checkpoint or retrain"
+        ) from None
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -163,11 +168,14 @@ def checkpoint_steps(directory: str | os.PathLike) -> list[int]:
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    return sorted(int(m.group(1)) for p in directory.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir())
+    return sorted(
+        int(m.group(1)) for p in directory.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()
+    )
 
 
-def save_checkpoint(directory: str | os.PathLike, step: int, tensors: dict[str, Tensor], meta: dict,
-                    *, keep: int = 3) -> Path:
+def save_checkpoint(
+    directory: str | os.PathLike, step: int, tensors: dict[str, Tensor], meta: dict, *, keep: int = 3
+) -> Path:
     """Write checkpoint `step` atomically into `directory`, then keep only the newest `keep`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = torch.device("cpu")  # noqa: RUF009 - immutable
 
     @property
     def is_main(self) -> bool:
@@ -34,13 +34,15 @@ class Dist:
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """"auto" → CUDA when present (device `local_rank`), else CPU; "cuda" without a GPU is an error."""
+    """ "auto" → CUDA when present (device `local_rank`), else CPU; "cuda" without a GPU is an error."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise KexueError(f"--device {name} was asked for but CUDA is not available here; "
-                             "use --device cpu or --device auto")
+            raise KexueError(
+                f"--device {name} was asked for but CUDA is not available here; "
+                "use --device cpu or --device auto"
+            )
         return torch.device(name if ":" in name else f"cuda:{local_rank}")
     if name != "cpu":
         raise KexueError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N")

@@ -29,8 +29,10 @@ class EMA:
         self.names = [n for n, p in model.named_parameters() if p.dtype.is_floating_point]
         params = dict(model.named_parameters())
         # The shadow is kept in float32 at least, even when the model trains in a lower precision.
-        self.shadow = [torch.zeros_like(params[n], dtype=torch.promote_types(params[n].dtype, torch.float32))
-                       for n in self.names]
+        self.shadow = [
+            torch.zeros_like(params[n], dtype=torch.promote_types(params[n].dtype, torch.float32))
+            for n in self.names
+        ]
 
     def _params(self, model: nn.Module) -> list[Tensor]:
         params = dict(model.named_parameters())
@@ -70,12 +72,17 @@ class EMA:
                     p.copy_(b)
 
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "num_updates": self.num_updates,
-                "shadow": dict(zip(self.names, self.shadow))}
+        return {
+            "decay": self.decay,
+            "num_updates": self.num_updates,
+            "shadow": dict(zip(self.names, self.shadow)),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if set(state["shadow"]) != set(self.names):
-            raise ValueError("EMA state does not match the model's parameters; was it saved for another model?")
+            raise ValueError(
+                "EMA state does not match the model's parameters; was it saved for another model?"
+            )
         self.decay, self.num_updates = float(state["decay"]), int(state["num_updates"])
         for name, s in zip(self.names, self.shadow):
             s.copy_(state["shadow"][name])

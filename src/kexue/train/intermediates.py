@@ -20,7 +20,9 @@ _SINK = "_kexue_record_sink"
 
 
 @contextmanager
-def capture_outputs(model: nn.Module, names: Iterable[str], *, detach: bool = True) -> Iterator[dict[str, Any]]:
+def capture_outputs(
+    model: nn.Module, names: Iterable[str], *, detach: bool = True
+) -> Iterator[dict[str, Any]]:
     """Yield a dict that fills with the outputs of the named sub-modules on each forward pass.
 
     names: qualified module names as in `model.named_modules()` (e.g. "encoder.layers.0.attn").
@@ -35,6 +37,7 @@ def capture_outputs(model: nn.Module, names: Iterable[str], *, detach: bool = Tr
     def hook_for(name: str):
         def hook(module, args, output):
             out[name] = output.detach() if detach and hasattr(output, "detach") else output
+
         return hook
 
     handles = [modules[n].register_forward_hook(hook_for(n)) for n in names]
@@ -50,8 +53,9 @@ def record(module: nn.Module, name: str, value: Any) -> None:
     sink = module.__dict__.get(_SINK)
     if sink is not None:
         prefix, store, detach = sink
-        store[f"{prefix}.{name}" if prefix else name] = value.detach() if detach and hasattr(value, "detach") \
-            else value
+        store[f"{prefix}.{name}" if prefix else name] = (
+            value.detach() if detach and hasattr(value, "detach") else value
+        )
 
 
 @contextmanager

@@ -19,7 +19,7 @@ def _unb64(s: str) -> torch.Tensor:
 
 def get_rng_state() -> dict:
     """torch (CPU and every CUDA device), NumPy's and Python's global generators."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 - the global one
     version, internal, gauss = random.getstate()
     return {
         "torch": _b64(torch.get_rng_state()),
@@ -34,6 +34,6 @@ def set_rng_state(state: dict) -> None:
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([_unb64(s) for s in state["cuda"]])
     name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))  # noqa: NPY002
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))

@@ -1,7 +1,7 @@
 """The training loop every family plugs into: a model exposes `loss(batch)`, the trainer does the rest.
 
     class MyModel(nn.Module):
-        def loss(self, batch) -> Tensor | dict[str, Tensor]:   # a dict must hold "loss"; other entries are logged
+        def loss(self, batch) -> Tensor | dict[str, Tensor]:  # a dict holds "loss"; the rest is logged
 
 What the trainer adds (posts 5765, 5879 and 6575 in PyTorch terms): callbacks; loss terms contributed by
 sub-modules (`add_loss`); gradient accumulation ("soft batch"); gradient clipping; AMP where the device
@@ -38,19 +38,19 @@ from kexue.train.rng import get_rng_state, set_rng_state
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 1000                  # optimizer steps in total (a resumed run continues up to it)
-    batch_size: int = 128              # global batch per optimizer step: all processes, all accumulation chunks
-    accum: int = 1                     # gradient-accumulation chunks per step ("soft batch", post 5879)
-    lr: float = 1e-3                   # AdamW learning rate (when no optimizer is passed in)
-    weight_decay: float = 0.0          # AdamW's decoupled weight decay
+    steps: int = 1000  # optimizer steps in total (a resumed run continues up to it)
+    batch_size: int = 128  # global batch per optimizer step: all processes, all accumulation chunks
+    accum: int = 1  # gradient-accumulation chunks per step ("soft batch", post 5879)
+    lr: float = 1e-3  # AdamW learning rate (when no optimizer is passed in)
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
     clip_grad_norm: float | None = None  # clip the global gradient norm to this value
-    amp: bool = False                  # autocast: bf16 on CPU and on GPUs that have it, else fp16 + GradScaler
-    ema_decay: float | None = None     # keep a weight EMA with this decay (bias-corrected)
-    seed: int = 0                      # data order; the CLI also seeds the global generators with it
-    keep: int = 3                      # newest checkpoints kept
-    log_every: int = 50                # steps between training-metric lines in metrics.jsonl
-    num_workers: int = 0               # DataLoader workers (map-style data sets only)
-    progress: bool = True              # tqdm progress bar on the main process
+    amp: bool = False  # autocast: bf16 on CPU and on GPUs that have it, else fp16 + GradScaler
+    ema_decay: float | None = None  # keep a weight EMA with this decay (bias-corrected)
+    seed: int = 0  # data order; the CLI also seeds the global generators with it
+    keep: int = 3  # newest checkpoints kept
+    log_every: int = 50  # steps between training-metric lines in metrics.jsonl
+    num_workers: int = 0  # DataLoader workers (map-style data sets only)
+    progress: bool = True  # tqdm progress bar on the main process
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.accum < 1 or self.log_every < 1:
@@ -79,10 +79,18 @@ def _terms(out: Any) -> dict[str, Tensor]:
 
 
 class Trainer:
-    def __init__(self, model: nn.Module, data: Dataset, config: TrainConfig, *,
-                 out_dir: str | Path | None = None, dist: Dist | None = None,
-                 optimizer: torch.optim.Optimizer | None = None, callbacks: Sequence[Callback] = (),
-                 run_config: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Dataset,
+        config: TrainConfig,
+        *,
+        out_dir: str | Path | None = None,
+        dist: Dist | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        callbacks: Sequence[Callback] = (),
+        run_config: Mapping[str, Any] | None = None,
+    ) -> None:
         if not hasattr(model, "loss"):
             raise TypeError(f"{type(model).__name__} has no loss(batch) method; the trainer needs one")
         self.config, self.dist = config, dist or Dist()
@@ -90,13 +98,20 @@ class Trainer:
         self.model = model.to(self.device)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.run_config = dict(run_config or {})
-        self.optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                                        weight_decay=config.weight_decay)
+        self.optimizer = optimizer or torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
         self.ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
         self.callbacks = list(callbacks)
-        self.stream = BatchStream(data, config.batch_size, seed=config.seed, rank=self.dist.rank,
-                                  world=self.dist.world, num_workers=config.num_workers,
-                                  pin_memory=self.device.type == "cuda")
+        self.stream = BatchStream(
+            data,
+            config.batch_size,
+            seed=config.seed,
+            rank=self.dist.rank,
+            world=self.dist.world,
+            num_workers=config.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
         self.step = 0
         self.stop_reason: str | None = None
         self._forward: nn.Module = _LossForward(model)
@@ -153,9 +168,11 @@ class Trainer:
     def _check_finite(self, loss: Tensor) -> None:
         value = float(loss)
         if all_max(not math.isfinite(value), self.device):
-            raise TrainingError(f"step {self.step + 1}: the loss is {value} (not finite), so training stopped "
-                                "before updating the weights; lower --lr, set --clip-grad, or check the data "
-                                "for NaN/Inf")
+            raise TrainingError(
+                f"step {self.step + 1}: the loss is {value} (not finite), so training stopped "
+                "before updating the weights; lower --lr, set --clip-grad, or check the data "
+                "for NaN/Inf"
+            )
 
     def _apply_gradients(self) -> None:
         cfg, opt = self.config, self.optimizer
@@ -164,8 +181,10 @@ class Trainer:
         if cfg.clip_grad_norm is not None:
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
             if not self._scaler and not torch.isfinite(norm):
-                raise TrainingError(f"step {self.step + 1}: the gradient norm is {float(norm)} (not finite); "
-                                    "lower --lr or check the model for operations with infinite gradients")
+                raise TrainingError(
+                    f"step {self.step + 1}: the gradient norm is {float(norm)} (not finite); "
+                    "lower --lr or check the model for operations with infinite gradients"
+                )
         if self._scaler:
             self._scaler.step(opt)
             self._scaler.update()
@@ -188,8 +207,13 @@ class Trainer:
             cb.on_train_begin(self)
         self.model.train()
         batches = iter(self.stream)
-        bar = tqdm(total=self.config.steps, initial=self.step, disable=not (self.config.progress and self.is_main),
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(
+            total=self.config.steps,
+            initial=self.step,
+            disable=not (self.config.progress and self.is_main),
+            dynamic_ncols=True,
+            leave=False,
+        )
         t0 = time.perf_counter() - self._elapsed
         try:
             while self.step < self.config.steps and self.stop_reason is None:
@@ -266,11 +290,14 @@ class Trainer:
     def _start_run_dir(self) -> None:
         assert self.out_dir is not None
         if (self.out_dir / "checkpoints").is_dir() and ckpt.checkpoint_steps(self.out_dir / "checkpoints"):
-            raise CheckpointError(f"{self.out_dir} already holds a run; pass --resume to continue it or "
-                                  "choose another --out")
+            raise CheckpointError(
+                f"{self.out_dir} already holds a run; pass --resume to continue it or choose another --out"
+            )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
-        ckpt.write_json_atomic({**self.run_config, "train": asdict(self.config)}, self.out_dir / "config.json")
+        ckpt.write_json_atomic(
+            {**self.run_config, "train": asdict(self.config)}, self.out_dir / "config.json"
+        )
 
     def save_weights(self, filename: str, *, use_ema: bool = False) -> None:
         """Write the model's weights (or the EMA weights) to out_dir/filename (main process only)."""
@@ -287,16 +314,26 @@ class Trainer:
         if self.is_main and self.out_dir is not None:
             tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in self.model.state_dict().items()}
             meta = {
-                "format": "kexue-checkpoint", "version": 1, "world": self.dist.world,
-                "train": asdict(self.config), "run": self.run_config, "data": self.stream.state_dict(),
-                "rng": rng, "elapsed": self._elapsed,
-                "log_window": {"steps": self._window_steps, "sums": {k: float(v) for k, v in self._window.items()}},
+                "format": "kexue-checkpoint",
+                "version": 1,
+                "world": self.dist.world,
+                "train": asdict(self.config),
+                "run": self.run_config,
+                "data": self.stream.state_dict(),
+                "rng": rng,
+                "elapsed": self._elapsed,
+                "log_window": {
+                    "steps": self._window_steps,
+                    "sums": {k: float(v) for k, v in self._window.items()},
+                },
                 "optimizer": ckpt.flatten_state(self.optimizer.state_dict(), "optimizer", tensors),
                 "callbacks": [cb.state_dict() for cb in self.callbacks],
                 "scaler": self._scaler.state_dict() if self._scaler else None,
                 "ema": ckpt.flatten_state(self.ema.state_dict(), "ema", tensors) if self.ema else None,
             }
-            ckpt.save_checkpoint(self.out_dir / "checkpoints", self.step, tensors, meta, keep=self.config.keep)
+            ckpt.save_checkpoint(
+                self.out_dir / "checkpoints", self.step, tensors, meta, keep=self.config.keep
+            )
         barrier()
 
     def resume(self) -> None:
@@ -304,11 +341,12 @@ class Trainer:
         where = self.out_dir / "checkpoints" if self.out_dir is not None else None
         path = ckpt.latest_checkpoint(where) if where is not None else None
         if path is None:
-            raise CheckpointError(f"--resume was given but {where} holds no checkpoint; "
-                                  "drop --resume to start a new run")
+            raise CheckpointError(
+                f"--resume was given but {where} holds no checkpoint; drop --resume to start a new run"
+            )
         tensors, meta = ckpt.load_checkpoint(path)
         self._check_compatible(meta, path)
-        model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        model_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(ckpt.unflatten_state(meta["optimizer"], tensors))
         if self.ema is not None and meta["ema"] is not None:
@@ -321,8 +359,10 @@ class Trainer:
         set_rng_state(meta["rng"][self.dist.rank])
         self.step, self._elapsed = int(meta["step"]), float(meta["elapsed"])
         self._window_steps = int(meta["log_window"]["steps"])
-        self._window = {k: torch.tensor(v, dtype=torch.float32, device=self.device)
-                        for k, v in meta["log_window"]["sums"].items()}
+        self._window = {
+            k: torch.tensor(v, dtype=torch.float32, device=self.device)
+            for k, v in meta["log_window"]["sums"].items()
+        }
         if self.is_main:
             self._truncate_log()
 
@@ -330,7 +370,11 @@ class Trainer:
         """Drop log lines written after the checkpoint (by the interrupted run): they will be redone."""
         log = self.out_dir / "metrics.jsonl"
         if log.is_file():
-            keep = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= self.step]
+            keep = [
+                ln
+                for ln in log.read_text().splitlines()
+                if ln.strip() and json.loads(ln)["step"] <= self.step
+            ]
             log.write_text("".join(ln + "\n" for ln in keep))
 
     def _check_compatible(self, meta: dict, path: Path) -> None:
@@ -345,5 +389,6 @@ class Trainer:
         if (meta["ema"] is None) != (self.ema is None):
             diff.append("EMA on/off")
         if diff:
-            raise CheckpointError(f"cannot resume from {path}: {', '.join(diff)}; "
-                                  "resume with the settings the run started with")
+            raise CheckpointError(
+                f"cannot resume from {path}: {', '.join(diff)}; resume with the settings the run started with"
+            )
