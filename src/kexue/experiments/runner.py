@@ -43,10 +43,10 @@ class Context:
 
 @dataclass
 class Outcome:
-    rows: list[dict[str, Any]]                    # the measured table (one dict per row)
-    checks: dict[str, bool]                       # named parts of the claim, each computed from rows
-    report: str                                   # markdown body: tables, discussion of what was seen
-    figures: list[str] = field(default_factory=list)   # PNG file names inside ctx.out
+    rows: list[dict[str, Any]]  # the measured table (one dict per row)
+    checks: dict[str, bool]  # named parts of the claim, each computed from rows
+    report: str  # markdown body: tables, discussion of what was seen
+    figures: list[str] = field(default_factory=list)  # PNG file names inside ctx.out
     extra: dict[str, Any] = field(default_factory=dict)  # further metrics for metrics.json
 
     @property
@@ -57,19 +57,24 @@ class Outcome:
 @dataclass(frozen=True)
 class Reproduction:
     name: str
-    systems: tuple[int, ...]          # rows of the system map it reproduces
-    post: str                         # URL of the post whose claim it is
-    claim: str                        # the claim in words
-    expectation: str                  # how `checks` decide it (tolerances, source of the expectation)
-    paper: str                        # the post's / paper's own numbers (markdown)
-    presets: Mapping[str, Any]        # "quick" and "full" → the run's frozen config
+    systems: tuple[int, ...]  # rows of the system map it reproduces
+    post: str  # URL of the post whose claim it is
+    claim: str  # the claim in words
+    expectation: str  # how `checks` decide it (tolerances, source of the expectation)
+    paper: str  # the post's / paper's own numbers (markdown)
+    presets: Mapping[str, Any]  # "quick" and "full" → the run's frozen config
     run: Callable[[Any, Context], Outcome]
 
 
 def git_sha() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -79,8 +84,9 @@ def _jsonable(config: Any) -> Any:
     return asdict(config) if is_dataclass(config) else config
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None,
-                   *, digits: int = 4) -> str:
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, *, digits: int = 4
+) -> str:
     """A markdown table of dict rows (floats rounded to `digits` significant digits)."""
     if not rows:
         return "(no rows)"
@@ -96,8 +102,15 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | N
     return "\n".join(lines)
 
 
-def execute(repro: Reproduction, *, preset: str, out: str | Path, device: torch.device,
-            progress: bool = True, config: Any = None) -> dict[str, Any]:
+def execute(
+    repro: Reproduction,
+    *,
+    preset: str,
+    out: str | Path,
+    device: torch.device,
+    progress: bool = True,
+    config: Any = None,
+) -> dict[str, Any]:
     """Run `repro` with a preset (or an explicit config) and write metrics.json, report.md and figures."""
     if preset not in repro.presets:
         raise ValueError(f"{repro.name} has presets {sorted(repro.presets)}, not {preset!r}")
@@ -108,12 +121,25 @@ def execute(repro: Reproduction, *, preset: str, out: str | Path, device: torch.
     outcome = repro.run(config, Context(out, device, preset, progress))
     seconds = time.perf_counter() - t0
     metrics = {
-        "name": repro.name, "claim": repro.claim, "holds": outcome.holds, "checks": outcome.checks,
-        "rows": outcome.rows, "preset": preset, "config": _jsonable(config), "post": repro.post,
-        "systems": list(repro.systems), "expectation": repro.expectation, "paper": repro.paper,
-        "seconds": round(seconds, 1), "git_sha": git_sha(), "kexue_version": kexue.__version__,
-        "torch_version": torch.__version__, "device": str(device), "machine": platform.machine(),
-        "threads": torch.get_num_threads(), **outcome.extra,
+        "name": repro.name,
+        "claim": repro.claim,
+        "holds": outcome.holds,
+        "checks": outcome.checks,
+        "rows": outcome.rows,
+        "preset": preset,
+        "config": _jsonable(config),
+        "post": repro.post,
+        "systems": list(repro.systems),
+        "expectation": repro.expectation,
+        "paper": repro.paper,
+        "seconds": round(seconds, 1),
+        "git_sha": git_sha(),
+        "kexue_version": kexue.__version__,
+        "torch_version": torch.__version__,
+        "device": str(device),
+        "machine": platform.machine(),
+        "threads": torch.get_num_threads(),
+        **outcome.extra,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
     (out / "report.md").write_text(_report(repro, outcome, preset, seconds, config))
@@ -124,10 +150,12 @@ def _report(repro: Reproduction, outcome: Outcome, preset: str, seconds: float, 
     verdict = "**The claim holds.**" if outcome.holds else "**The claim does not hold in this run.**"
     checks = "\n".join(f"- {'✓' if ok else '✗'} {name}" for name, ok in outcome.checks.items())
     figures = "\n\n".join(f"![{f}]({f})" for f in outcome.figures)
-    return (f"# Reproduction: {repro.name}\n\nPost: {repro.post}\n\n## Claim\n\n{repro.claim}\n\n"
-            f"## Verdict\n\n{verdict}\n\n{checks}\n\nHow it is decided: {repro.expectation}\n\n"
-            f"## Measured ({preset} preset, {seconds:.0f} s)\n\n{outcome.report}\n\n"
-            f"## The post's / paper's numbers\n\n{repro.paper}\n\n"
-            + (f"## Figures\n\n{figures}\n\n" if figures else "")
-            + f"## Configuration\n\n```json\n{json.dumps(_jsonable(config), indent=2)}\n```\n"
-            + f"\nRe-run: `kexue reproduce {repro.name}{' --quick' if preset == 'quick' else ''}`\n")
+    return (
+        f"# Reproduction: {repro.name}\n\nPost: {repro.post}\n\n## Claim\n\n{repro.claim}\n\n"
+        f"## Verdict\n\n{verdict}\n\n{checks}\n\nHow it is decided: {repro.expectation}\n\n"
+        f"## Measured ({preset} preset, {seconds:.0f} s)\n\n{outcome.report}\n\n"
+        f"## The post's / paper's numbers\n\n{repro.paper}\n\n"
+        + (f"## Figures\n\n{figures}\n\n" if figures else "")
+        + f"## Configuration\n\n```json\n{json.dumps(_jsonable(config), indent=2)}\n```\n"
+        + f"\nRe-run: `kexue reproduce {repro.name}{' --quick' if preset == 'quick' else ''}`\n"
+    )
