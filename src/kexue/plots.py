@@ -18,7 +18,9 @@ def _plt():
     return plt
 
 
-def image_grid(images: Tensor, path: str | Path, *, nrow: int | None = None, title: str | None = None) -> None:
+def image_grid(
+    images: Tensor, path: str | Path, *, nrow: int | None = None, title: str | None = None
+) -> None:
     """Save (N, C, H, W) images with values in [0, 1] as one PNG grid."""
     plt = _plt()
     x = images.detach().float().clamp(0, 1).cpu()
@@ -28,7 +30,7 @@ def image_grid(images: Tensor, path: str | Path, *, nrow: int | None = None, tit
     grid = torch.ones(c, ncol * (h + 1) + 1, nrow * (w + 1) + 1)
     for i in range(n):
         r, q = divmod(i, nrow)
-        grid[:, 1 + r * (h + 1):1 + r * (h + 1) + h, 1 + q * (w + 1):1 + q * (w + 1) + w] = x[i]
+        grid[:, 1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = x[i]
     fig, ax = plt.subplots(figsize=(max(2.0, nrow * w / 14), max(2.0, ncol * h / 14)))
     ax.imshow(grid[0] if c == 1 else grid.permute(1, 2, 0), cmap="gray" if c == 1 else None, vmin=0, vmax=1)
     ax.axis("off")
@@ -38,8 +40,9 @@ def image_grid(images: Tensor, path: str | Path, *, nrow: int | None = None, tit
     plt.close(fig)
 
 
-def scatter2d(samples: Tensor, path: str | Path, *, reference: Tensor | None = None,
-              title: str | None = None) -> None:
+def scatter2d(
+    samples: Tensor, path: str | Path, *, reference: Tensor | None = None, title: str | None = None
+) -> None:
     """Save a scatter plot of (N, 2) samples, optionally over reference points."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 5))

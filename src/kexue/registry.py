@@ -24,8 +24,13 @@ MNIST_FILES = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
 def toy_distribution(name: str):
     from kexue.data import toy2d
 
-    table = {"ring8": toy2d.ring8, "grid25": toy2d.grid25, "checkerboard": toy2d.Checkerboard,
-             "banana": toy2d.Banana, "imbalanced": toy2d.imbalanced}
+    table = {
+        "ring8": toy2d.ring8,
+        "grid25": toy2d.grid25,
+        "checkerboard": toy2d.Checkerboard,
+        "banana": toy2d.Banana,
+        "imbalanced": toy2d.imbalanced,
+    }
     return table[name]()
 
 
@@ -60,8 +65,10 @@ def load_data(name_or_path: str, *, data_dir: str | Path | None = None, split: s
         from kexue.data.image_folder import load_image_folder
 
         return load_image_folder(path)
-    raise DataError(f"unknown data set {name_or_path!r}: use one of {', '.join(IMAGE_DATA + TOY_DATA)}, "
-                    "or a path to a folder of MNIST idx files or of PNG/JPEG images")
+    raise DataError(
+        f"unknown data set {name_or_path!r}: use one of {', '.join(IMAGE_DATA + TOY_DATA)}, "
+        "or a path to a folder of MNIST idx files or of PNG/JPEG images"
+    )
 
 
 def toy_dataset(dist: Any, n: int, seed: int) -> Dataset:
@@ -89,10 +96,15 @@ def _build_classifier(data: Any, overrides: Mapping[str, Any], seed: int):
     from kexue.nn.classifier import Classifier, ClassifierConfig
 
     if not isinstance(data, ImageData) or data.y is None:
-        raise KexueError("the classifier needs labelled image data (digits, mnist, or an image folder with "
-                         "class sub-folders)")
-    base = {"in_shape": data.shape, "num_classes": data.num_classes,
-            "arch": "mlp" if data.shape[1] < 16 else "conv"}
+        raise KexueError(
+            "the classifier needs labelled image data (digits, mnist, or an image folder with "
+            "class sub-folders)"
+        )
+    base = {
+        "in_shape": data.shape,
+        "num_classes": data.num_classes,
+        "arch": "mlp" if data.shape[1] < 16 else "conv",
+    }
     config = ClassifierConfig(**{**base, **overrides})
     return Classifier(config), data.tensor_dataset("unit")
 
@@ -121,7 +133,9 @@ def model_specs() -> dict[str, ModelSpec]:
     from kexue.nn.gaussian import Gaussian, GaussianConfig
 
     return {
-        "classifier": ModelSpec("classifier", ClassifierConfig, _build_classifier, Classifier, _classifier_eval),
+        "classifier": ModelSpec(
+            "classifier", ClassifierConfig, _build_classifier, Classifier, _classifier_eval
+        ),
         "gaussian": ModelSpec("gaussian", GaussianConfig, _build_gaussian, Gaussian),
     }
 

@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from kexue.errors import DataError
+
 
 def mix_seed(*keys: int) -> int:
     """A 63-bit seed from integer keys (NumPy's SeedSequence hashing: nearby keys give unrelated streams)."""
@@ -72,12 +74,12 @@ class BatchStream:
     ) -> None:
         n = len(dataset)  # type: ignore[arg-type]
         if batch_size < 1 or batch_size % world:
-            raise ValueError(
+            raise DataError(
                 f"batch size {batch_size} must be a positive multiple of the number of "
                 f"processes ({world}); pass --batch-size divisible by {world}"
             )
         if n < batch_size:
-            raise ValueError(
+            raise DataError(
                 f"the data set has {n} samples, fewer than one batch of {batch_size}; "
                 f"pass a smaller --batch-size"
             )
@@ -98,7 +100,7 @@ class BatchStream:
 
     def load_state_dict(self, state: dict) -> None:
         if state["batch_size"] != self.batch_size or state["seed"] != self.seed:
-            raise ValueError(
+            raise DataError(
                 f"cannot resume: the checkpoint was written with batch size {state['batch_size']} "
                 f"and seed {state['seed']}, this run uses {self.batch_size} and {self.seed}; "
                 "resume with the original settings"

@@ -29,13 +29,13 @@ REGULARIZERS = ("none", "noise", "gp", "gp-sampled", "fgm", "vat")
 class ClassifierConfig:
     in_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W)
     num_classes: int = 10
-    arch: str = "conv"           # "conv" or "mlp"
-    width: int = 32              # conv: channels of the first block; mlp: hidden width
-    feature_dim: int = 128       # penultimate width = FID-proxy feature size
-    activation: str = "relu"     # relu | gelu | softplus | tanh (smooth ones make Δ_x l non-degenerate)
-    regularizer: str = "none"    # see module docstring
-    sigma: float = 0.1           # noise std for "noise"; the σ of the ½σ² penalty for "gp"
-    epsilon: float = 1.0         # L2 radius for "fgm" and "vat"
+    arch: str = "conv"  # "conv" or "mlp"
+    width: int = 32  # conv: channels of the first block; mlp: hidden width
+    feature_dim: int = 128  # penultimate width = FID-proxy feature size
+    activation: str = "relu"  # relu | gelu | softplus | tanh (smooth ones make Δ_x l non-degenerate)
+    regularizer: str = "none"  # see module docstring
+    sigma: float = 0.1  # noise std for "noise"; the σ of the ½σ² penalty for "gp"
+    epsilon: float = 1.0  # L2 radius for "fgm" and "vat"
 
     def __post_init__(self) -> None:
         if self.arch not in ("conv", "mlp"):
@@ -55,14 +55,26 @@ class Classifier(nn.Module):
         c, h, w = config.in_shape
         act = ACTIVATIONS[config.activation]
         if config.arch == "mlp":
-            self.body = nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, config.width), act(),
-                                      nn.Linear(config.width, config.feature_dim), act())
+            self.body = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(c * h * w, config.width),
+                act(),
+                nn.Linear(config.width, config.feature_dim),
+                act(),
+            )
         else:
             k = config.width
             self.body = nn.Sequential(
-                nn.Conv2d(c, k, 3, padding=1), act(), nn.MaxPool2d(2),          # (B, k, H/2, W/2)
-                nn.Conv2d(k, 2 * k, 3, padding=1), act(), nn.MaxPool2d(2),      # (B, 2k, H/4, W/4)
-                nn.Flatten(), nn.Linear(2 * k * (h // 4) * (w // 4), config.feature_dim), act())
+                nn.Conv2d(c, k, 3, padding=1),
+                act(),
+                nn.MaxPool2d(2),  # (B, k, H/2, W/2)
+                nn.Conv2d(k, 2 * k, 3, padding=1),
+                act(),
+                nn.MaxPool2d(2),  # (B, 2k, H/4, W/4)
+                nn.Flatten(),
+                nn.Linear(2 * k * (h // 4) * (w // 4), config.feature_dim),
+                act(),
+            )
         self.head = nn.Linear(config.feature_dim, config.num_classes)
 
     def features(self, x: Tensor) -> Tensor:
@@ -105,5 +117,5 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor, *, batch_size: int = 1024) 
     dev = next(model.parameters()).device
     correct = 0
     for i in range(0, len(x), batch_size):
-        correct += int((model(x[i:i + batch_size].to(dev)).argmax(-1).cpu() == y[i:i + batch_size]).sum())
+        correct += int((model(x[i : i + batch_size].to(dev)).argmax(-1).cpu() == y[i : i + batch_size]).sum())
     return correct / max(1, len(x))

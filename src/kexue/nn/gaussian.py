@@ -19,8 +19,8 @@ from torch import Tensor, nn
 
 @dataclass(frozen=True)
 class GaussianConfig:
-    dim: int = 2                 # D: 2 for toy data, C·H·W for images
-    levels: int | None = None    # grey levels of image data (dequantize + bits/dim); None for continuous data
+    dim: int = 2  # D: 2 for toy data, C·H·W for images
+    levels: int | None = None  # grey levels of image data (dequantize + bits/dim); None for continuous data
 
 
 class Gaussian(nn.Module):

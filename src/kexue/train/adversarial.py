@@ -45,7 +45,10 @@ def fisher_penalty(
 
     logits: (B, K), computed from x (which must require grad). Differentiable (create_graph), so it can
     be trained on. exact: K backward passes (one per class); sampled: one backward pass with Rademacher η
-    (eq. 16) on g_i = p_i / sg(√p_i), so that ∇g_i = ∇p_i/√p_i and E_η‖Σ_i η_i ∇g_i‖² = Σ_i p_i‖∇ log p_i‖².
+    (eq. 16): the vector-Jacobian product v = Σ_i η_i √p_i ∇_x log p_i, so that E_η‖v‖² = Σ_i p_i‖∇ log p_i‖².
+    The weights η_i √p_i enter as grad_outputs, not through a stop-gradient, so the parameter gradient of
+    ‖v‖² is exact and its mean over η is the exact penalty's gradient (a stop-gradient on √p_i would keep
+    the value but bias the training signal).
     """
     if not x.requires_grad:
         raise ValueError(
@@ -56,8 +59,7 @@ def fisher_penalty(
     p = log_p.exp()
     if sampled:
         eta = torch.randint(0, 2, p.shape, generator=generator, device=p.device).to(p.dtype) * 2 - 1
-        g = p / p.detach().sqrt()
-        (grad,) = torch.autograd.grad((eta * g).sum(), x, create_graph=True)
+        (grad,) = torch.autograd.grad(log_p, x, grad_outputs=eta * p.sqrt(), create_graph=True)  # (16)
         return _per_sample_sq_norm(grad)
     total = torch.zeros(len(x), device=x.device, dtype=log_p.dtype)
     for k in range(log_p.shape[1]):

@@ -112,6 +112,9 @@ class Trainer:
             num_workers=config.num_workers,
             pin_memory=self.device.type == "cuda",
         )
+        if (config.batch_size // self.dist.world) % config.accum:
+            raise TrainingError(f"each of the {self.dist.world} processes gets {config.batch_size // self.dist.world} "
+                                f"samples per step, which --accum {config.accum} does not divide")
         self.step = 0
         self.stop_reason: str | None = None
         self._forward: nn.Module = _LossForward(model)
