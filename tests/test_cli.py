@@ -1,4 +1,4 @@
-"""The command line's contract: --help everywhere, one-line errors with exit status 2, list/train/sample work."""
+"""The command line's contract: --help everywhere, one-line errors with exit status 2, list/train/sample."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def test_list_json_has_the_38_systems(capsys):
     code, out, _ = run(capsys, "list", "--json")
     rows = json.loads(out)
     assert code == 0 and [r["id"] for r in rows] == list(range(1, 39))
-    assert all({"id", "name", "family", "url", "implemented", "tested", "reproduced", "peer"} <= set(r) for r in rows)
+    assert all(
+        {"id", "name", "family", "url", "implemented", "tested", "reproduced", "peer"} <= set(r) for r in rows
+    )
     row5 = rows[4]
     assert row5["name"] == "noise-gradient-penalty" and row5["reproduced"] and row5["tested"]
 
@@ -40,13 +42,28 @@ ERRORS = [
     (["train", "classifier", "--data", "cifar", "--out", "{tmp}/r"], "unknown data set 'cifar'"),
     (["train", "transformer", "--data", "digits", "--out", "{tmp}/r"], "unknown model 'transformer'"),
     (["train", "classifier", "--data", "digits"], "needs --out DIR"),
-    (["train", "classifier", "--data", "mnist", "--data-dir", "{tmp}/nowhere", "--out", "{tmp}/r"], "nowhere"),
-    (["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--set", "widht=3"], "unknown option 'widht'"),
-    (["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--set", "width=wide"], "cannot read 'wide'"),
-    (["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--set", "regularizer=magic"], "regularizer"),
+    (
+        ["train", "classifier", "--data", "mnist", "--data-dir", "{tmp}/nowhere", "--out", "{tmp}/r"],
+        "nowhere",
+    ),
+    (
+        ["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--set", "widht=3"],
+        "unknown option 'widht'",
+    ),
+    (
+        ["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--set", "width=wide"],
+        "cannot read 'wide'",
+    ),
+    (
+        ["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--set", "regularizer=magic"],
+        "regularizer",
+    ),
     (["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--set", "width"], "expected KEY=VALUE"),
     (["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--resume"], "holds no checkpoint"),
-    (["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--batch-size", "5000"], "fewer than one batch"),
+    (
+        ["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--batch-size", "5000"],
+        "fewer than one batch",
+    ),
     (["train", "classifier", "--data", "ring8", "--out", "{tmp}/r"], "needs labelled image data"),
     (["train", "gaussian", "--data", "digits", "--out", "{tmp}/r", "--fid-proxy"], "only applies"),
     (["sample", "{tmp}/missing"], "is not a directory"),
@@ -55,14 +72,19 @@ ERRORS = [
     (["data", "download", "digits"], "only mnist can be downloaded"),
 ]
 if not torch.cuda.is_available():
-    ERRORS.append((["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--device", "cuda"],
-                   "CUDA is not available"))
+    ERRORS.append(
+        (
+            ["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--device", "cuda"],
+            "CUDA is not available",
+        )
+    )
 
 
-@pytest.mark.parametrize(("args", "message"), ERRORS, ids=[" ".join(a[:3]) + f" [{i}]" for i, (a, _) in
-                                                           enumerate(ERRORS)])
+@pytest.mark.parametrize(
+    ("args", "message"), ERRORS, ids=[" ".join(a[:3]) + f" [{i}]" for i, (a, _) in enumerate(ERRORS)]
+)
 def test_bad_input_gives_one_line_and_status_2(args, message, capsys, tmp_path):
-    code, out, err = run(capsys, *[a.format(tmp=tmp_path) for a in args])
+    code, _, err = run(capsys, *[a.format(tmp=tmp_path) for a in args])
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kexue: error: ") and message in lines[0], err
@@ -71,8 +93,30 @@ def test_bad_input_gives_one_line_and_status_2(args, message, capsys, tmp_path):
 @pytest.fixture
 def gaussian_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "g"
-    assert main(["train", "gaussian", "--data", "ring8", "--steps", "400", "--lr", "0.05", "--batch-size", "256",
-                 "--out", str(out), "--no-progress", "--ema", "0.9", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "gaussian",
+                "--data",
+                "ring8",
+                "--steps",
+                "400",
+                "--lr",
+                "0.05",
+                "--batch-size",
+                "256",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--ema",
+                "0.9",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -91,7 +135,10 @@ def test_train_then_sample(gaussian_run, capsys, tmp_path):
 
 def test_sample_refuses_classifiers_and_corrupt_weights(capsys, tmp_path):
     out = tmp_path / "c"
-    assert main(["train", "classifier", "--data", "digits", "--steps", "3", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(["train", "classifier", "--data", "digits", "--steps", "3", "--out", str(out), "--no-progress"])
+        == 0
+    )
     code, _, err = run(capsys, "sample", str(out))
     assert code == 2 and "does not generate samples" in err
     (out / "model.safetensors").write_bytes(b"garbage")
@@ -101,8 +148,13 @@ def test_sample_refuses_classifiers_and_corrupt_weights(capsys, tmp_path):
 
 def test_data_info(capsys):
     code, out, _ = run(capsys, "data", "info", "digits", "--split", "test")
-    assert code == 0 and json.loads(out) == {"name": "digits", "n": 297, "shape": [1, 8, 8], "levels": 17,
-                                             "classes": 10}
+    assert code == 0 and json.loads(out) == {
+        "name": "digits",
+        "n": 297,
+        "shape": [1, 8, 8],
+        "levels": 17,
+        "classes": 10,
+    }
 
 
 def test_data_info_reads_a_mnist_folder_by_path(capsys, shared_data):

@@ -17,8 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_ids_names_families_match_the_shared_map(shared_data):
     text = (shared_data.parent / "SYSTEMS.md").read_text()
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
-            for line in text.splitlines() if re.match(r"^\| *\d+ *\|", line)]
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if re.match(r"^\| *\d+ *\|", line)
+    ]
     assert len(rows) == len(SYSTEMS) == 38
     for cells, s in zip(rows, SYSTEMS):
         assert (int(cells[0]), cells[1], cells[2]) == (s.id, s.name, s.family)

@@ -12,10 +12,26 @@ from kexue.experiments.runner import execute
 
 
 def test_tiny_run_writes_the_contract(tmp_path):
-    cfg = replace(nvgp.QUICK, steps=30, width=32, seeds=(0, 1), noise_reps=2, test_sigmas=(0.15, 0.3),
-                  attack_epsilons=(1.0,), expansion_sigmas=(0.01, 0.3), expansion_points=8, expansion_pairs=50)
-    metrics = execute(nvgp.REPRODUCTION, preset="quick", out=tmp_path, device=torch.device("cpu"),
-                      progress=False, config=cfg)
+    cfg = replace(
+        nvgp.QUICK,
+        steps=30,
+        width=32,
+        seeds=(0, 1),
+        noise_reps=2,
+        test_sigmas=(0.15, 0.3),
+        attack_epsilons=(1.0,),
+        expansion_sigmas=(0.01, 0.3),
+        expansion_points=8,
+        expansion_pairs=50,
+    )
+    metrics = execute(
+        nvgp.REPRODUCTION,
+        preset="quick",
+        out=tmp_path,
+        device=torch.device("cpu"),
+        progress=False,
+        config=cfg,
+    )
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["name"] == "noise-vs-gradient-penalty" and on_disk["holds"] == metrics["holds"]
     assert on_disk["holds"] == all(on_disk["checks"].values())  # the verdict is the checks' conjunction

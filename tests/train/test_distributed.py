@@ -18,6 +18,20 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 TRAIN = ["train", "classifier", "--data", "digits", "--batch-size", "64", "--device", "cpu", "--no-progress"]
 
 
+def _run_group(cmd: list[str], timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run cmd in its own process group; on timeout kill the whole group (torchrun's workers too)."""
+    proc = subprocess.Popen(
+        cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(cmd[:6])} … timed out after {timeout} s; stderr: {err[-1000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _kexue(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "kexue"), *args], env=ENV, capture_output=True, text=True, timeout=300, **kw
@@ -28,25 +42,20 @@ def _kexue(*args: str, **kw) -> subprocess.CompletedProcess:
 def test_two_processes_equal_one(tmp_path):
     single = _kexue(*TRAIN, "--steps", "30", "--out", str(tmp_path / "one"))
     assert single.returncode == 0, single.stderr
-    ddp = subprocess.run(
-        [
-            str(BIN / "torchrun"),
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "kexue",
-            *TRAIN,
-            "--steps",
-            "30",
-            "--out",
-            str(tmp_path / "two"),
-        ],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    cmd = [
+        str(BIN / "torchrun"),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "kexue",
+        *TRAIN,
+        "--steps",
+        "30",
+        "--out",
+        str(tmp_path / "two"),
+    ]
+    ddp = _run_group(cmd)
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     a = load_file(tmp_path / "one" / "model.safetensors")
     b = load_file(tmp_path / "two" / "model.safetensors")

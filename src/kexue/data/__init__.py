@@ -6,7 +6,7 @@ Loaders read from a path the user gives (`--data-dir`, KEXUE_DATA); nothing is f
 from kexue.data.digits import load_digits
 from kexue.data.image_folder import ImageFolderDataset, load_image_folder
 from kexue.data.images import ImageData
-from kexue.data.loader import BatchStream, epoch_permutation, seed_worker
+from kexue.data.loader import BatchStream, epoch_permutation
 from kexue.data.mnist import download_mnist, load_mnist
 from kexue.data.toy2d import Banana, Checkerboard, GaussianMixture2D, grid25, imbalanced, ring8
 from kexue.data.transforms import (
@@ -37,7 +37,6 @@ __all__ = [
     "load_image_folder",
     "load_mnist",
     "ring8",
-    "seed_worker",
     "to_symmetric",
     "to_unit",
 ]

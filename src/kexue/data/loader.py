@@ -11,13 +11,13 @@ samples. `BatchStream` is that idea in PyTorch terms, extended to what resuming 
 - the position (epoch, batch) is the whole state: a checkpoint stores it and resuming skips to it.
 
 In-memory `TensorDataset`s are indexed directly (one gather per batch, no per-sample Python); any other
-map-style Dataset goes through a DataLoader whose workers are seeded per (seed, epoch, worker) —
-including NumPy's and Python's global generators, the classic source of duplicated "random" augmentations.
+map-style Dataset goes through a DataLoader whose generator is seeded per (seed, epoch, rank); from it torch
+(≥ 1.9) seeds each worker's torch, NumPy and `random` generators distinctly, so workers neither repeat each
+other's "random" augmentations (the classic bug of forked workers) nor change them from run to run.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 
 import numpy as np
@@ -40,17 +40,6 @@ def epoch_permutation(n: int, seed: int, epoch: int, *, shuffle: bool = True) ->
     if not shuffle:
         return torch.arange(n)
     return torch.randperm(n, generator=torch.Generator().manual_seed(mix_seed(seed, epoch)))
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader worker_init_fn: seed NumPy and `random` from the worker's own torch seed.
-
-    torch seeds each worker distinctly (base_seed + worker_id) but leaves NumPy's global generator as
-    forked from the parent, so every worker would draw the same NumPy "random" numbers.
-    """
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)  # noqa: NPY002 - the global generator is exactly what must be reseeded
-    random.seed(seed)
 
 
 class BatchStream:
@@ -131,7 +120,6 @@ class BatchStream:
             batch_sampler=[i.tolist() for i in index],
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            worker_init_fn=seed_worker if self.num_workers else None,
             generator=torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, self.rank)),
         )
         for batch in loader:

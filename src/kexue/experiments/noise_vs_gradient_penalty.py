@@ -1,16 +1,17 @@
 """Reproduction of [7466] 泛化性乱弹：从随机噪声、梯度惩罚到虚拟对抗训练 (kexue.fm/archives/7466).
 
 One classifier, trained five ways under the same budget:
-    (a) none    — cross-entropy only
-    (b) noise   — cross-entropy on x + ε, ε ~ N(0, σ²I)                         (eq. 2)
-    (c) gp      — cross-entropy + ½σ² Σ_i p_i ‖∇_x log p_i‖²                     (eq. 15, the equivalent penalty)
-    (d) fgm     — cross-entropy on x + ε∇l/‖∇l‖                                (eq. 18, supervised adversarial)
-    (e) vat     — cross-entropy + KL(f(x) ‖ f(x + r_vat)), ‖r_vat‖ = σ√D       (the post's VAT box)
+    (a) none   — cross-entropy only
+    (b) noise  — cross-entropy on x + ε, ε ~ N(0, σ²I)                    (eq. 2)
+    (c) gp     — cross-entropy + ½σ² Σ_i p_i ‖∇_x log p_i‖²                (eq. 15, the equivalent penalty)
+    (d) fgm    — cross-entropy on x + ε∇l/‖∇l‖                           (eq. 18, supervised adversarial)
+    (e) vat    — cross-entropy + KL(f(x) ‖ f(x + r_vat)), ‖r_vat‖ = σ√D  (the post's VAT box)
 
 (i)  The expansion, measured on the trained (a) model in float64: antithetic Monte Carlo of
      E_ε l(f(x+ε), y) − l(f(x), y) against ½σ²Δ_x l (eq. 6), and of E_ε KL(f(x) ‖ f(x+ε)) against
      ½σ² Σ_i p_i‖∇ log p_i‖² (eq. 15), over a grid of σ: where the ratio is 1 and where it stops being 1.
-(ii) Clean accuracy and accuracy under Gaussian input noise: (b) and (c) close to each other, both away from (a).
+(ii) Clean accuracy and accuracy under Gaussian input noise: (b) and (c) close to each other, both away
+     from (a).
 (iii) Where (d) and (e) stand, including accuracy under FGM attacks.
 """
 
@@ -27,47 +28,61 @@ from torch import Tensor
 from kexue.experiments.runner import Context, Outcome, Reproduction, markdown_table
 from kexue.nn.classifier import Classifier, ClassifierConfig, accuracy
 from kexue.train import adversarial as adv
-from kexue.train.trainer import Trainer, TrainConfig
+from kexue.train.trainer import TrainConfig, Trainer
 
 POST = "https://kexue.fm/archives/7466"
 REGIMES = ("none", "noise", "gp", "fgm", "vat")
-LABELS = {"none": "(a) none", "noise": "(b) noise", "gp": "(c) gradient penalty", "fgm": "(d) FGM",
-          "vat": "(e) VAT"}
+LABELS = {
+    "none": "(a) none",
+    "noise": "(b) noise",
+    "gp": "(c) gradient penalty",
+    "fgm": "(d) FGM",
+    "vat": "(e) VAT",
+}
 
 
 @dataclass(frozen=True)
 class Config:
-    data: str = "digits"                 # digits (8×8, 17 levels) or mnist (28×28)
-    data_dir: str | None = None          # where mnist/ lives (None: KEXUE_DATA, then the cache)
-    steps: int = 1500                    # optimizer steps per model
+    data: str = "digits"  # digits (8×8, 17 levels) or mnist (28×28)
+    data_dir: str | None = None  # where mnist/ lives (None: KEXUE_DATA, then the cache)
+    steps: int = 1500  # optimizer steps per model
     batch_size: int = 128
     lr: float = 1e-3
-    width: int = 256                     # MLP hidden width / conv channels
-    activation: str = "gelu"             # smooth, so that Δ_x l has its second-derivative part
-    sigma: float = 0.15                  # training noise std = the σ of the penalty (pixels in [0, 1])
-    fgm_epsilon: float = 1.0             # L2 radius of FGM training
-    vat_epsilon: float = 1.2             # L2 radius of VAT = σ√D, the norm of the training noise (D = 64)
+    width: int = 256  # MLP hidden width / conv channels
+    activation: str = "gelu"  # smooth, so that Δ_x l has its second-derivative part
+    sigma: float = 0.15  # training noise std = the σ of the penalty (pixels in [0, 1])
+    fgm_epsilon: float = 1.0  # L2 radius of FGM training
+    vat_epsilon: float = 1.2  # L2 radius of VAT = σ√D, the norm of the training noise (D = 64)
     seeds: tuple[int, ...] = (0, 1, 2)
     test_sigmas: tuple[float, ...] = (0.075, 0.15, 0.3, 0.45)  # Gaussian noise at test time
-    noise_reps: int = 20                 # noisy copies of the test set per level
-    attack_epsilons: tuple[float, ...] = (0.5, 1.0)            # FGM attacks at test time (L2)
+    noise_reps: int = 20  # noisy copies of the test set per level
+    attack_epsilons: tuple[float, ...] = (0.5, 1.0)  # FGM attacks at test time (L2)
     expansion_sigmas: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0)
-    expansion_points: int = 100          # test points for the expansion check
-    expansion_pairs: int = 1000          # antithetic pairs (ε, −ε) per point and σ
-    match_tolerance: float = 0.1         # |ratio − 1| that counts as "the expansion matches"
+    expansion_points: int = 100  # test points for the expansion check
+    expansion_pairs: int = 1000  # antithetic pairs (ε, −ε) per point and σ
+    match_tolerance: float = 0.1  # |ratio − 1| that counts as "the expansion matches"
 
 
 QUICK = Config()
-FULL = replace(QUICK, data="mnist", steps=3000, width=32, vat_epsilon=0.15 * 28, expansion_points=20,
-               expansion_pairs=500)
+FULL = replace(
+    QUICK, data="mnist", steps=3000, width=32, vat_epsilon=0.15 * 28, expansion_points=20, expansion_pairs=500
+)
 
 
 # --------------------------------------------------------------------------------------------- training
 def _model(cfg: Config, regime: str, shape: tuple[int, int, int]) -> Classifier:
     eps = {"fgm": cfg.fgm_epsilon, "vat": cfg.vat_epsilon}.get(regime, 1.0)
-    return Classifier(ClassifierConfig(in_shape=shape, arch="mlp" if shape[1] < 16 else "conv",
-                                       width=cfg.width, activation=cfg.activation, regularizer=regime,
-                                       sigma=cfg.sigma, epsilon=eps))
+    return Classifier(
+        ClassifierConfig(
+            in_shape=shape,
+            arch="mlp" if shape[1] < 16 else "conv",
+            width=cfg.width,
+            activation=cfg.activation,
+            regularizer=regime,
+            sigma=cfg.sigma,
+            epsilon=eps,
+        )
+    )
 
 
 @torch.no_grad()
@@ -82,16 +97,23 @@ def _noisy_correct(model: Classifier, x: Tensor, y: Tensor, sigma: float, reps: 
 
 
 def _attacked_accuracy(model: Classifier, x: Tensor, y: Tensor, eps: float) -> float:
-    r = torch.cat([adv.fgm_perturbation(lambda z, yb=yb: F.cross_entropy(model(z), yb, reduction="sum"), xb, eps)
-                   for xb, yb in zip(x.split(1024), y.split(1024))])
+    r = torch.cat(
+        [
+            adv.fgm_perturbation(lambda z, yb=yb: F.cross_entropy(model(z), yb, reduction="sum"), xb, eps)
+            for xb, yb in zip(x.split(1024), y.split(1024))
+        ]
+    )
     return accuracy(model, x + r, y)
 
 
-def _train_and_measure(cfg: Config, regime: str, seed: int, data, test, ctx: Context
-                       ) -> tuple[Classifier, dict, Tensor]:
+def _train_and_measure(
+    cfg: Config, regime: str, seed: int, data, test, ctx: Context
+) -> tuple[Classifier, dict, Tensor]:
     torch.manual_seed(seed)
     model = _model(cfg, regime, data.shape)
-    train = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, progress=ctx.progress)
+    train = TrainConfig(
+        steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, progress=ctx.progress
+    )
     Trainer(model, data.tensor_dataset("unit"), train, dist=_single(ctx)).fit()
     model.eval()
     x, y = test.floats("unit").to(ctx.device), test.y.to(ctx.device)
@@ -124,7 +146,9 @@ def _mc_increase(model, x: Tensor, y: Tensor, sigma: float, pairs: int, g: torch
     for _ in range(pairs):
         eps = sigma * torch.randn(x.shape, generator=g, dtype=x.dtype)
         lp, lm = model(x + eps), model(x - eps)
-        inc += 0.5 * (F.cross_entropy(lp, y, reduction="none") + F.cross_entropy(lm, y, reduction="none")) - l0
+        inc += (
+            0.5 * (F.cross_entropy(lp, y, reduction="none") + F.cross_entropy(lm, y, reduction="none")) - l0
+        )
         kl += 0.5 * (adv.kl_logits(logits0, lp) + adv.kl_logits(logits0, lm))
     return inc / pairs, kl / pairs
 
@@ -138,16 +162,24 @@ def _expansion(cfg: Config, model: Classifier, test) -> list[dict]:
     y = test.y[: cfg.expansion_points]
     lap = adv.laplacian(lambda xb, yb: F.cross_entropy(m(xb[None]), yb[None]), x, y)  # Δ_x l, (B,)
     xg = x.clone().requires_grad_(True)
-    fisher = adv.fisher_penalty(m(xg), xg).detach()                                    # Σ p_i‖∇log p_i‖², (B,)
+    fisher = adv.fisher_penalty(m(xg), xg).detach()  # Σ p_i‖∇log p_i‖², (B,)
     g = torch.Generator().manual_seed(7)
     rows = []
     for s in cfg.expansion_sigmas:
         inc, kl = _mc_increase(m, x, y, s, cfg.expansion_pairs, g)
         pred_l, pred_kl = 0.5 * s**2 * lap.mean().item(), 0.5 * s**2 * fisher.mean().item()
-        rows.append({"sigma": s, "noisy_loss_increase": inc.mean().item(), "half_sigma2_laplacian": pred_l,
-                     "ratio_loss": inc.mean().item() / pred_l, "noisy_kl": kl.mean().item(),
-                     "half_sigma2_penalty": pred_kl, "ratio_kl": kl.mean().item() / pred_kl,
-                     "mc_stderr_loss": (inc.std() / math.sqrt(len(inc))).item()})
+        rows.append(
+            {
+                "sigma": s,
+                "noisy_loss_increase": inc.mean().item(),
+                "half_sigma2_laplacian": pred_l,
+                "ratio_loss": inc.mean().item() / pred_l,
+                "noisy_kl": kl.mean().item(),
+                "half_sigma2_penalty": pred_kl,
+                "ratio_kl": kl.mean().item() / pred_kl,
+                "mc_stderr_loss": (inc.std() / math.sqrt(len(inc))).item(),
+            }
+        )
     return rows
 
 
@@ -172,22 +204,27 @@ def _checks(cfg: Config, rows: list[dict], expansion: list[dict], per_point: dic
     tol = cfg.match_tolerance
     stops = next((e["sigma"] for e in expansion if abs(e["ratio_loss"] - 1) > 2 * tol), None)
     checks = {
-        f"(i) for σ ≤ 0.03 the noisy-loss increase equals ½σ²Δl within {tol:.0%}":
-            all(abs(e["ratio_loss"] - 1) <= tol for e in small),
-        f"(i) for σ ≤ 0.03 E KL(f(x)‖f(x+ε)) equals ½σ²Σp‖∇log p‖² within {tol:.0%}":
-            all(abs(e["ratio_kl"] - 1) <= tol for e in small),
+        f"(i) for σ ≤ 0.03 the noisy-loss increase equals ½σ²Δl within {tol:.0%}": all(
+            abs(e["ratio_loss"] - 1) <= tol for e in small
+        ),
+        f"(i) for σ ≤ 0.03 E KL(f(x)‖f(x+ε)) equals ½σ²Σp‖∇log p‖² within {tol:.0%}": all(
+            abs(e["ratio_kl"] - 1) <= tol for e in small
+        ),
     }
     key = f"noise_acc@{cfg.sigma:g}"
     noisy, clean = _summary(rows, key), _summary(rows, "clean_acc")
     a, b, c = noisy["none"][0], noisy["noise"][0], noisy["gp"][0]
     gains = {r: _paired_gain(per_point, r, "none", cfg.seeds) for r in ("noise", "gp")}
-    checks[f"(ii) under test noise σ={cfg.sigma:g}, (b) and (c) each beat (a) by more than 3 standard errors"] = (
-        all(gain > 3 * se for gain, se in gains.values()))
-    checks["(ii) under test noise σ, the (b)–(c) gap is under half the gap between them and (a)"] = (
-        abs(b - c) < 0.5 * abs((b + c) / 2 - a))
+    checks[
+        f"(ii) under test noise σ={cfg.sigma:g}, (b) and (c) each beat (a) by more than 3 standard errors"
+    ] = all(gain > 3 * se for gain, se in gains.values())
+    checks["(ii) under test noise σ, the (b)–(c) gap is under half the gap between them and (a)"] = abs(
+        b - c
+    ) < 0.5 * abs((b + c) / 2 - a)
     cb, cc, ca = clean["noise"][0], clean["gp"][0], clean["none"][0]
     checks["(ii) clean accuracy: (b) and (c) both at or above (a), and within 1.5 points of each other"] = (
-        cb >= ca and cc >= ca and abs(cb - cc) <= 0.015)
+        cb >= ca and cc >= ca and abs(cb - cc) <= 0.015
+    )
     found = {"expansion_stops_matching_at_sigma": stops, "paired_gain_over_none": gains}
     return checks, found
 
@@ -260,44 +297,73 @@ def run(cfg: Config, ctx: Context) -> Outcome:
             m[k] = f"{mu:.4f} ± {sd:.4f}"
         means.append(m)
     stops = found["expansion_stops_matching_at_sigma"]
-    gain_lines = "\n".join(f"- {LABELS[r]} over (a): {g:+.4f} ± {se:.4f} (paired standard error over the same "
-                           f"noisy test points)" for r, (g, se) in found["paired_gain_over_none"].items())
+    gain_lines = "\n".join(
+        f"- {LABELS[r]} over (a): {g:+.4f} ± {se:.4f} (paired standard error over the same noisy test points)"
+        for r, (g, se) in found["paired_gain_over_none"].items()
+    )
     report = (
-        f"Data: {cfg.data} ({len(data)} train / {len(test)} test), {cfg.steps} steps of batch {cfg.batch_size}, "
+        f"Data: {cfg.data} ({len(data)} train / {len(test)} test), {cfg.steps} steps of batch "
+        f"{cfg.batch_size}, "
         f"σ = {cfg.sigma:g}, seeds {list(cfg.seeds)}.\n\n"
         "### (i) The second-order expansion against Monte Carlo (trained model (a), float64)\n\n"
-        + markdown_table(expansion, ["sigma", "noisy_loss_increase", "half_sigma2_laplacian", "ratio_loss",
-                                     "noisy_kl", "half_sigma2_penalty", "ratio_kl"])
-        + f"\n\nThe expansion matches for small σ and stops matching (|ratio − 1| > {2 * cfg.match_tolerance:.0%}) "
+        + markdown_table(
+            expansion,
+            [
+                "sigma",
+                "noisy_loss_increase",
+                "half_sigma2_laplacian",
+                "ratio_loss",
+                "noisy_kl",
+                "half_sigma2_penalty",
+                "ratio_kl",
+            ],
+        )
+        + "\n\nThe expansion matches for small σ and stops matching "
+        f"(|ratio − 1| > {2 * cfg.match_tolerance:.0%}) "
         f"from σ = {stops} on.\n\n"
         "### (ii)/(iii) Test accuracy, mean ± std over seeds\n\n" + markdown_table(means) + "\n\n"
-        f"Accuracy gain under test noise σ = {cfg.sigma:g}:\n\n{gain_lines}\n\n" + _observations(cfg, rows) + "\n"
+        f"Accuracy gain under test noise σ = {cfg.sigma:g}:\n\n{gain_lines}\n\n"
+        + _observations(cfg, rows)
+        + "\n"
     )
-    return Outcome(rows=rows, checks=checks, report=report, figures=_figures(cfg, rows, expansion, ctx),
-                   extra={"expansion": expansion, "expansion_stops_matching_at_sigma": stops,
-                          "paired_gain_over_none": {r: {"gain": g, "stderr": se}
-                                                    for r, (g, se) in found["paired_gain_over_none"].items()}})
+    return Outcome(
+        rows=rows,
+        checks=checks,
+        report=report,
+        figures=_figures(cfg, rows, expansion, ctx),
+        extra={
+            "expansion": expansion,
+            "expansion_stops_matching_at_sigma": stops,
+            "paired_gain_over_none": {
+                r: {"gain": g, "stderr": se} for r, (g, se) in found["paired_gain_over_none"].items()
+            },
+        },
+    )
 
 
 def _observations(cfg: Config, rows: list[dict]) -> str:
     """(iii) in words, each sentence computed from the measured means."""
+
     def best(key: str) -> str:
         means = _summary(rows, key)
         return max(means, key=lambda r: means[r][0])
 
     attack = f"fgm_acc@{max(cfg.attack_epsilons):g}"
     loud = f"noise_acc@{max(cfg.test_sigmas):g}"
-    return (f"Where the adversarial regimes stand: against FGM attacks of radius {max(cfg.attack_epsilons):g} the "
-            f"most robust model is {LABELS[best(attack)]}; under the strongest test noise "
-            f"(σ = {max(cfg.test_sigmas):g}) it is {LABELS[best(loud)]}; the best clean accuracy is "
-            f"{LABELS[best('clean_acc')]}.")
+    return (
+        "Where the adversarial regimes stand: against FGM attacks of radius "
+        f"{max(cfg.attack_epsilons):g} the "
+        f"most robust model is {LABELS[best(attack)]}; under the strongest test noise "
+        f"(σ = {max(cfg.test_sigmas):g}) it is {LABELS[best(loud)]}; the best clean accuracy is "
+        f"{LABELS[best('clean_acc')]}."
+    )
 
 
 PAPER = """The post derives rather than measures. Its results:
 
 - eq. (6): E_ε l(f(x+ε), y) ≈ l(f(x), y) + ½σ²Δl, for ε with i.i.d. components of variance σ²;
-- eq. (15): E_ε l(f(x+ε), f(x)) ≈ ½σ² Σ_i λ_i(x)‖∇_x f_i(x)‖², with λ_i = 1/f_i for the KL loss and λ_i = 2 for MSE
-  (Bishop 1995, "Training with noise is equivalent to Tikhonov regularization");
+- eq. (15): E_ε l(f(x+ε), f(x)) ≈ ½σ² Σ_i λ_i(x)‖∇_x f_i(x)‖², with λ_i = 1/f_i for the KL loss and
+  λ_i = 2 for MSE (Bishop 1995, "Training with noise is equivalent to Tikhonov regularization");
 - eq. (16): the penalty can be estimated with one backward pass using random ±1 signs;
 - VAT on a sentiment task with 200 labelled samples (the post's own table, mean of 3 runs):
 
@@ -311,16 +377,20 @@ REPRODUCTION = Reproduction(
     name="noise-vs-gradient-penalty",
     systems=(5,),
     post=POST,
-    claim=("Training with Gaussian input noise of std σ is, to second order in σ, training with the gradient "
-           "penalty ½σ²Σ_i p_i‖∇_x log p_i‖²: the expansion matches the noisy loss for small σ, and the two "
-           "regularisers give a classifier similar clean accuracy and similar robustness to input noise, "
-           "both different from no regularisation; adversarial training (FGM, VAT) is the 'more specific' "
-           "noise of the same family."),
-    expectation=("(i) Monte-Carlo ratios within 10% of 1 for σ ≤ 0.03 (derivation: the post's eq. 6 and 15); "
-                 "(ii) under test noise σ, noise and penalty each beat no regularisation by > 3 standard errors "
-                 "(paired over the same noisy test points), their gap is under half their distance to it, and "
-                 "their clean accuracies are ≥ the baseline's and within 1.5 points of each other. (iii) is "
-                 "reported, not gated."),
+    claim=(
+        "Training with Gaussian input noise of std σ is, to second order in σ, training with the gradient "
+        "penalty ½σ²Σ_i p_i‖∇_x log p_i‖²: the expansion matches the noisy loss for small σ, and the two "
+        "regularisers give a classifier similar clean accuracy and similar robustness to input noise, "
+        "both different from no regularisation; adversarial training (FGM, VAT) is the 'more specific' "
+        "noise of the same family."
+    ),
+    expectation=(
+        "(i) Monte-Carlo ratios within 10% of 1 for σ ≤ 0.03 (derivation: the post's eq. 6 and 15); "
+        "(ii) under test noise σ, noise and penalty each beat no regularisation by > 3 standard errors "
+        "(paired over the same noisy test points), their gap is under half their distance to it, and "
+        "their clean accuracies are ≥ the baseline's and within 1.5 points of each other. (iii) is "
+        "reported, not gated."
+    ),
     paper=PAPER,
     presets={"quick": QUICK, "full": FULL},
     run=run,

@@ -170,6 +170,10 @@ class SaveBest(Callback):
             self.best, self.best_step = value, trainer.step
             trainer.save_weights(self.filename, use_ema=trainer.ema is not None)
 
+    def on_train_end(self, trainer: Trainer) -> None:
+        # An Evaluate placed before this callback may log a final evaluation from its own on_train_end.
+        self.on_step_end(trainer, trainer.logs)
+
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_step": self.best_step}
 

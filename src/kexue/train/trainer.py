@@ -113,8 +113,10 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
         )
         if (config.batch_size // self.dist.world) % config.accum:
-            raise TrainingError(f"each of the {self.dist.world} processes gets {config.batch_size // self.dist.world} "
-                                f"samples per step, which --accum {config.accum} does not divide")
+            raise TrainingError(
+                f"each of the {self.dist.world} processes gets {config.batch_size // self.dist.world} "
+                f"samples per step, which --accum {config.accum} does not divide"
+            )
         self.step = 0
         self.stop_reason: str | None = None
         self._forward: nn.Module = _LossForward(model)
@@ -126,7 +128,9 @@ class Trainer:
         self._autocast, self._scaler = self._amp_setup()
         self._logs: dict[str, float] = {}
         self._extra: dict[str, float] = {}
-        self._window: dict[str, Tensor] = {}
+        self._win_keys: tuple[str, ...] = ()  # the running log window: stacked sums while keys stay
+        self._win_vals: Tensor | None = None
+        self._win_other: dict[str, Tensor] = {}  # sums of keys that came and went within the window
         self._window_steps = 0
         self._elapsed = 0.0
 
@@ -146,27 +150,42 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- one step
     def _train_step(self, batch: tuple[Tensor, ...]) -> Tensor:
-        cfg = self.config
-        batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
-        chunks = list(zip(*(t.chunk(cfg.accum) for t in batch))) if cfg.accum > 1 else [batch]
-        sums: dict[str, Tensor] = {}
+        n = self.config.accum
+        if self.device.type != "cpu":
+            batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
+        chunks = list(zip(*(t.chunk(n) for t in batch))) if n > 1 else [batch]
+        total: Tensor | None = None
         for i, chunk in enumerate(chunks):
-            last = i == len(chunks) - 1
+            last = i == n - 1
             sync = nullcontext() if last or not self.dist.active else self._forward.no_sync()
             with sync:
                 with self._autocast(), collecting_losses() as aux:
                     terms = _terms(self._forward(chunk))
                 loss = terms["loss"] + sum(aux.values()) if aux else terms["loss"]
-                scaled = loss / len(chunks)
+                scaled = loss / n if n > 1 else loss
                 (self._scaler.scale(scaled) if self._scaler else scaled).backward()
-            for k, v in {**terms, **aux, "loss": loss}.items():
-                v = v.detach().float() / len(chunks)
-                sums[k] = sums[k] + v if k in sums else v
-        self._check_finite(sums["loss"])
+            logged = {**terms, **aux, "loss": loss}
+            values = torch.stack([v.detach().float() for v in logged.values()])  # one tensor: cheap to log
+            values = values / n if n > 1 else values
+            total = values if total is None else total + values
+        self._check_finite(total[-1])  # "loss" is the last key
         self._apply_gradients()
-        for k, v in sums.items():
-            self._window[k] = self._window[k] + v if k in self._window else v
-        return sums["loss"]
+        self._accumulate(tuple(logged), total)
+        return total[-1]
+
+    def _accumulate(self, keys: tuple[str, ...], values: Tensor) -> None:
+        """Add one step's logged values to the running window (one tensor add while keys stay the same)."""
+        if keys != self._win_keys:
+            self._fold_window()
+            self._win_keys, self._win_vals = keys, values
+        else:
+            self._win_vals = self._win_vals + values
+
+    def _fold_window(self) -> None:
+        if self._win_vals is not None:
+            for k, v in zip(self._win_keys, self._win_vals):
+                self._win_other[k] = self._win_other[k] + v if k in self._win_other else v
+        self._win_keys, self._win_vals = (), None
 
     def _check_finite(self, loss: Tensor) -> None:
         value = float(loss)
@@ -254,11 +273,17 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- logging
     def _flush_window(self) -> dict[str, float]:
-        keys = sorted(self._window)
-        means = [float(self._window[k]) / max(1, self._window_steps) for k in keys]
+        self._fold_window()
+        keys = sorted(self._win_other)
+        means = [float(self._win_other[k]) / max(1, self._window_steps) for k in keys]
         means = all_mean(means, self.device)
-        self._window, self._window_steps = {}, 0
+        self._win_other, self._window_steps = {}, 0
         return {f"train/{k}": v for k, v in zip(keys, means)}
+
+    @property
+    def logs(self) -> Mapping[str, float]:
+        """This step's log entries so far (training means on logging steps, plus what callbacks logged)."""
+        return self._logs
 
     def log(self, metrics: Mapping[str, float]) -> None:
         """Add metrics to this step's log line (and to the `logs` later callbacks see)."""
@@ -327,7 +352,9 @@ class Trainer:
                 "elapsed": self._elapsed,
                 "log_window": {
                     "steps": self._window_steps,
-                    "sums": {k: float(v) for k, v in self._window.items()},
+                    "keys": list(self._win_keys),
+                    "values": [] if self._win_vals is None else self._win_vals.tolist(),
+                    "other": {k: float(v) for k, v in self._win_other.items()},
                 },
                 "optimizer": ckpt.flatten_state(self.optimizer.state_dict(), "optimizer", tensors),
                 "callbacks": [cb.state_dict() for cb in self.callbacks],
@@ -362,10 +389,10 @@ class Trainer:
         set_rng_state(meta["rng"][self.dist.rank])
         self.step, self._elapsed = int(meta["step"]), float(meta["elapsed"])
         self._window_steps = int(meta["log_window"]["steps"])
-        self._window = {
-            k: torch.tensor(v, dtype=torch.float32, device=self.device)
-            for k, v in meta["log_window"]["sums"].items()
-        }
+        window = meta["log_window"]
+        self._win_keys = tuple(window["keys"])
+        self._win_vals = torch.tensor(window["values"], device=self.device) if window["keys"] else None
+        self._win_other = {k: torch.tensor(v, device=self.device) for k, v in window["other"].items()}
         if self.is_main:
             self._truncate_log()
 
