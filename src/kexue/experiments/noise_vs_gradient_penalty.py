@@ -64,8 +64,16 @@ class Config:
 
 
 QUICK = Config()
-FULL = replace(
-    QUICK, data="mnist", steps=3000, width=32, vat_epsilon=0.15 * 28, expansion_points=20, expansion_pairs=500
+FULL = replace(  # MNIST (D = 784): same σ per pixel; radii scaled to the larger input
+    QUICK,
+    data="mnist",
+    steps=2000,
+    width=32,
+    fgm_epsilon=2.0,
+    vat_epsilon=0.15 * 28,
+    attack_epsilons=(1.0, 2.0),
+    expansion_points=20,
+    expansion_pairs=500,
 )
 
 
