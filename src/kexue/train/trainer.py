@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 from kexue.data.loader import BatchStream
 from kexue.errors import CheckpointError, TrainingError
@@ -78,6 +78,15 @@ def _terms(out: Any) -> dict[str, Tensor]:
     raise TypeError("model.loss(batch) must return a scalar tensor or a dict with a 'loss' entry")
 
 
+def _on_device(data: Dataset, device: torch.device, limit: int = 2**30) -> Dataset:
+    """An in-memory data set under `limit` bytes moves to the GPU once, so batches are gathered there."""
+    if device.type == "cpu" or not isinstance(data, TensorDataset):
+        return data
+    if sum(t.numel() * t.element_size() for t in data.tensors) > limit:
+        return data
+    return TensorDataset(*(t.to(device) for t in data.tensors))
+
+
 class Trainer:
     def __init__(
         self,
@@ -104,7 +113,7 @@ class Trainer:
         self.ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
         self.callbacks = list(callbacks)
         self.stream = BatchStream(
-            data,
+            _on_device(data, self.device),
             config.batch_size,
             seed=config.seed,
             rank=self.dist.rank,
