@@ -35,8 +35,9 @@ def toy_distribution(name: str):
 
 
 def _looks_like_mnist(path: Path) -> bool:
-    names = {p.name for p in path.rglob("*-ubyte*")} if path.is_dir() else set()
-    return any(n.startswith(MNIST_FILES) for n in names)
+    """MNIST idx files in the folder itself or where load_mnist also looks (mnist/, MNIST/raw/)."""
+    folders = (path, path / "mnist", path / "MNIST" / "raw")
+    return any(p.name.startswith(MNIST_FILES) for f in folders if f.is_dir() for p in f.iterdir())
 
 
 def load_data(name_or_path: str, *, data_dir: str | Path | None = None, split: str = "train"):

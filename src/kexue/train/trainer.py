@@ -232,7 +232,7 @@ class Trainer:
 
         if resume:
             self.resume()
-        elif self.out_dir is not None and self.is_main:
+        elif self.out_dir is not None:
             self._start_run_dir()
         for cb in self.callbacks:
             cb.on_train_begin(self)
@@ -325,16 +325,19 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- saving
     def _start_run_dir(self) -> None:
+        """Refuse to overwrite a run (checked on every process, so all stop together), then rank 0 writes."""
         assert self.out_dir is not None
-        if (self.out_dir / "checkpoints").is_dir() and ckpt.checkpoint_steps(self.out_dir / "checkpoints"):
+        if ckpt.checkpoint_steps(self.out_dir / "checkpoints"):
             raise CheckpointError(
                 f"{self.out_dir} already holds a run; pass --resume to continue it or choose another --out"
             )
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
-        ckpt.write_json_atomic(
-            {**self.run_config, "train": asdict(self.config)}, self.out_dir / "config.json"
-        )
+        barrier()  # every process has looked before rank 0 creates anything
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
+            ckpt.write_json_atomic(
+                {**self.run_config, "train": asdict(self.config)}, self.out_dir / "config.json"
+            )
 
     def save_weights(self, filename: str, *, use_ema: bool = False) -> None:
         """Write the model's weights (or the EMA weights) to out_dir/filename (main process only)."""
