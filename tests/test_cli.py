@@ -70,6 +70,20 @@ ERRORS = [
     (["reproduce", "no-such-claim"], "unknown reproduction 'no-such-claim'"),
     (["bench", "no-such-bench"], "unknown benchmark 'no-such-bench'"),
     (["data", "download", "digits"], "only mnist can be downloaded"),
+    (["data", "info", "mnist", "--split", "all", "--data-dir", "{tmp}"], "split must be 'train' or 'test'"),
+    (
+        ["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--ema", "1.0"],
+        "EMA decay must lie in",
+    ),
+    (["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--lr", "-1"], "learning rate must be"),
+    (["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--clip-grad", "-1"], "clipping norm"),
+    (
+        ["train", "classifier", "--data", "digits", "--out", "{tmp}/r", "--save-every", "-2"],
+        "take a number of steps ≥ 0",
+    ),
+    (["train", "gaussian", "--data", "ring8", "--out", "{tmp}/r", "--set", "dim=3"], "come from the data"),
+    (["train", "classifier", "--data", "digits", "--out", "{tmp}/file.txt"], "is a file"),
+    (["sample", "{tmp}/file.txt"], "is not a directory"),
 ]
 if not torch.cuda.is_available():
     ERRORS.append(
@@ -84,6 +98,7 @@ if not torch.cuda.is_available():
     ("args", "message"), ERRORS, ids=[" ".join(a[:3]) + f" [{i}]" for i, (a, _) in enumerate(ERRORS)]
 )
 def test_bad_input_gives_one_line_and_status_2(args, message, capsys, tmp_path):
+    (tmp_path / "file.txt").write_text("not a directory")
     code, _, err = run(capsys, *[a.format(tmp=tmp_path) for a in args])
     assert code == 2
     lines = err.strip().splitlines()

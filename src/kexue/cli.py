@@ -114,7 +114,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    from kexue.registry import load_data, model_spec
+    from kexue.registry import has_test_split, load_data, model_spec
     from kexue.train.callbacks import Checkpoint, Evaluate
     from kexue.train.distributed import setup, teardown
     from kexue.train.trainer import TrainConfig, Trainer
@@ -161,8 +161,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             "data_shape": list(getattr(data, "shape", (2,))),
             "seed": args.seed,
         }
-        callbacks = [Checkpoint(args.save_every)] if args.save_every else []
-        if spec.evaluator is not None:
+        if args.save_every < 0 or args.eval_every < 0:
+            raise KexueError("--save-every and --eval-every take a number of steps ≥ 0 (0: only at the end)")
+        callbacks = [Checkpoint(args.save_every)]
+        if spec.evaluator is not None and has_test_split(args.data, data_dir=args.data_dir):
             callbacks.append(
                 Evaluate(
                     spec.evaluator(load_data(args.data, data_dir=args.data_dir, split="test")),
@@ -448,3 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # a path the user gave cannot be read or written
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"kexue: error: {where}{e.strerror or e}; check the path and its permissions", file=sys.stderr)
+        return 2

@@ -72,6 +72,11 @@ def load_data(name_or_path: str, *, data_dir: str | Path | None = None, split: s
     )
 
 
+def has_test_split(name_or_path: str, *, data_dir: str | Path | None = None) -> bool:
+    """Whether the data set has a held-out test split (image folders and toys do not)."""
+    return name_or_path in IMAGE_DATA or _looks_like_mnist(Path(name_or_path).expanduser())
+
+
 def toy_dataset(dist: Any, n: int, seed: int) -> Dataset:
     """A fixed training sample of n points from a toy distribution (reproducible from the seed)."""
     import torch
@@ -121,12 +126,12 @@ def _build_gaussian(data: Any, overrides: Mapping[str, Any], seed: int):
     from kexue.data.images import ImageData
     from kexue.nn.gaussian import Gaussian, GaussianConfig
 
+    if set(overrides) & {"dim", "levels"}:
+        raise KexueError("the Gaussian's dim and levels come from the data; drop them from --set")
     if isinstance(data, ImageData):
         c, h, w = data.shape
-        config = GaussianConfig(**{"dim": c * h * w, "levels": data.levels, **overrides})
-        return Gaussian(config), data.tensor_dataset("unit")
-    config = GaussianConfig(**{"dim": 2, "levels": None, **overrides})
-    return Gaussian(config), toy_dataset(data, 50_000, seed)
+        return Gaussian(GaussianConfig(dim=c * h * w, levels=data.levels)), data.tensor_dataset("unit")
+    return Gaussian(GaussianConfig(dim=2, levels=None)), toy_dataset(data, 50_000, seed)
 
 
 def model_specs() -> dict[str, ModelSpec]:

@@ -253,12 +253,12 @@ def file_state(path):
 @pytest.mark.parametrize("ema", [None, 0.8])
 def test_save_best_writes_only_on_improvement(tmp_path, mode, values, best_steps, ema):
     """best.safetensors changes exactly when the monitor improves (ties do not count) and holds the weights
-    of that step — the EMA weights when the run keeps an EMA."""
+    of that step — the EMA weights when asked for (use_ema), the trained ones otherwise."""
     torch.manual_seed(0)
     clock = Clock("score", dict(zip(range(2, 11, 2), values)))
     snap = Spy(lambda t: t.ema.averaged() if t.ema is not None else weights(t.model))
     probe = Spy(lambda t: file_state(tmp_path / "best.safetensors"))
-    cbs = [snap, Evaluate(clock, every=2), SaveBest("eval/score", mode=mode), probe]
+    cbs = [snap, Evaluate(clock, every=2), SaveBest("eval/score", mode=mode, use_ema=ema is not None), probe]
     fit(small_classifier(), cbs, 10, tmp=tmp_path, ema=ema)
     snaps = dict(snap.seen)
     for step, state in probe.seen:

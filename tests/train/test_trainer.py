@@ -3,6 +3,7 @@ EMA leaves the trajectory alone, sub-module losses join the objective, AMP runs.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -12,8 +13,14 @@ from torch import nn
 from helpers import assert_bit_identical, digits_like, small_classifier, weights
 from kexue.errors import CheckpointError, TrainingError
 from kexue.train.aux_loss import add_loss
-from kexue.train.callbacks import Callback, Checkpoint, LRSchedule, warmup_linear
+from kexue.train.callbacks import Callback, Checkpoint, Evaluate, LRSchedule, warmup_linear
 from kexue.train.trainer import TrainConfig, Trainer
+
+
+def log_lines(run_dir):
+    """metrics.jsonl without the wall-clock field."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k != "time"} for x in lines]
 
 
 class Crash(Callback):
@@ -58,10 +65,7 @@ def test_resume_is_bit_identical(tmp_path):
     resumed = _run(tmp_path / "b", 21, resume=True)
     assert_bit_identical(weights(full.model), weights(resumed.model))
     assert_bit_identical(full.ema.averaged(), resumed.ema.averaged())
-    log_a = (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
-    log_b = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
-    strip = [lambda ln: {k: v for k, v in __import__("json").loads(ln).items() if k != "time"}][0]
-    assert [strip(x) for x in log_a] == [strip(x) for x in log_b]
+    assert log_lines(tmp_path / "a") == log_lines(tmp_path / "b")
 
 
 def test_resume_rejects_changed_settings(tmp_path):
@@ -114,19 +118,22 @@ def test_accumulation_equals_one_big_batch(accum):
 
 
 class Exploding(nn.Module):
-    def __init__(self, at: int):
+    def __init__(self, at: int, as_dict: bool):
         super().__init__()
         self.w = nn.Parameter(torch.ones(1))
-        self.at, self.calls = at, 0
+        self.at, self.calls, self.as_dict = at, 0, as_dict
 
     def loss(self, batch):
         self.calls += 1
         bad = torch.tensor(float("nan")) if self.calls == self.at else torch.tensor(0.0)
-        return (self.w * batch[0].mean()) ** 2 + bad
+        loss = (self.w * batch[0].mean()) ** 2 + bad  # shape (1,): one element is accepted as a scalar
+        # "loss" first, then a finite entry: the check must read "loss", not the last entry
+        return {"loss": loss, "acc": torch.tensor(0.5)} if self.as_dict else loss
 
 
-def test_nan_stops_naming_the_step():
-    model = Exploding(at=3)
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_nan_stops_naming_the_step(as_dict):
+    model = Exploding(at=3, as_dict=as_dict)
     cfg = TrainConfig(steps=10, batch_size=32, progress=False)
     before = None
 
@@ -227,6 +234,105 @@ def test_clip_grad_norm_bounds_the_update():
     assert step.norm() == pytest.approx(1e-3, rel=1e-5)
 
 
+def test_non_scalar_loss_entries_are_rejected():
+    class Vector(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(3))
+
+        def loss(self, batch):
+            return {"loss": self.w.sum(), "per_class": self.w * 2}
+
+    with pytest.raises(TypeError, match="'per_class' as \\(3,\\); every entry must be a scalar"):
+        Trainer(Vector(), digits_like(), TrainConfig(steps=1, batch_size=32, progress=False)).fit()
+
+
 def test_model_without_loss_is_rejected():
     with pytest.raises(TypeError, match="no loss"):
         Trainer(nn.Linear(2, 2), digits_like(), TrainConfig(steps=1, batch_size=32))
+
+
+class RandomMetric(Callback):
+    """A stateful callback that draws from the global generator every step (like a sampling metric)."""
+
+    def __init__(self) -> None:
+        self.draws: list[float] = []
+
+    def on_step_end(self, trainer, logs):
+        self.draws.append(float(torch.rand(())))
+        trainer.log({"draw": self.draws[-1]})
+
+    def state_dict(self):
+        return {"draws": self.draws}
+
+    def load_state_dict(self, state):
+        self.draws = list(state["draws"])
+
+
+def _fit_order(tmp, steps, *, crash_at=None, resume=False, amp_dtype=None):
+    torch.manual_seed(0)
+    model = small_classifier("noise", sigma=0.3)
+    cbs = [Checkpoint(every=4), RandomMetric()]  # Checkpoint FIRST: the save must still see the whole step
+    if crash_at:
+        cbs.append(Crash(crash_at))
+    cfg = TrainConfig(
+        steps=steps,
+        batch_size=32,
+        log_every=3,
+        progress=False,
+        amp=amp_dtype is not None,
+        amp_dtype=amp_dtype or "auto",
+    )
+    trainer = Trainer(model, digits_like(), cfg, out_dir=tmp, callbacks=cbs, run_config={"model": "m"})
+    if crash_at:
+        with pytest.raises(KeyboardInterrupt):
+            trainer.fit(resume=resume)
+        return None
+    return trainer.fit(resume=resume)
+
+
+@pytest.mark.parametrize("amp_dtype", [None, "fp16"])
+def test_resume_exact_whatever_the_callback_order(tmp_path, amp_dtype):
+    """A checkpoint requested by the first callback is written after all of them (and the log line); with
+    fp16 autocast the GradScaler's state comes back too."""
+    full = _fit_order(tmp_path / "a", 14, amp_dtype=amp_dtype)
+    _fit_order(tmp_path / "b", 14, crash_at=10, amp_dtype=amp_dtype)
+    resumed = _fit_order(tmp_path / "b", 14, resume=True, amp_dtype=amp_dtype)
+    assert_bit_identical(weights(full.model), weights(resumed.model))
+    assert full.callbacks[1].draws == resumed.callbacks[1].draws
+    if amp_dtype == "fp16":
+        assert resumed._scaler is not None and resumed._scaler.get_scale() == full._scaler.get_scale()
+    assert log_lines(tmp_path / "a") == log_lines(tmp_path / "b")
+
+
+def test_resume_survives_a_torn_log_line_and_nan_metrics(tmp_path):
+    torch.manual_seed(0)
+    cbs = [Checkpoint(every=2), Evaluate(lambda m: {"nan_metric": float("nan")}, every=2)]
+    cfg = TrainConfig(steps=4, batch_size=32, progress=False)
+    Trainer(
+        small_classifier(), digits_like(), cfg, out_dir=tmp_path, callbacks=cbs
+    ).fit()  # NaN in saved state
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "train/lo')  # a process killed in the middle of a line
+    cfg = TrainConfig(steps=6, batch_size=32, progress=False)
+    cbs = [Checkpoint(every=2), Evaluate(lambda m: {"nan_metric": float("nan")}, every=2)]
+    Trainer(small_classifier(), digits_like(), cfg, out_dir=tmp_path, callbacks=cbs).fit(resume=True)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps[-1] == 6
+
+
+def test_resume_needs_the_same_stateful_callbacks(tmp_path):
+    torch.manual_seed(0)
+    cfg = TrainConfig(steps=4, batch_size=32, progress=False)
+    Trainer(small_classifier(), digits_like(), cfg, out_dir=tmp_path, callbacks=[RandomMetric()]).fit()
+    longer = TrainConfig(steps=6, batch_size=32, progress=False)
+    with pytest.raises(CheckpointError, match="callbacks with state"):
+        Trainer(small_classifier(), digits_like(), longer, out_dir=tmp_path).fit(resume=True)
+    # stateless ones may differ (e.g. resuming without --save-every)
+    Trainer(
+        small_classifier(),
+        digits_like(),
+        longer,
+        out_dir=tmp_path,
+        callbacks=[Checkpoint(every=0), RandomMetric()],
+    ).fit(resume=True)

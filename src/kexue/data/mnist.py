@@ -80,7 +80,7 @@ def load_mnist(
     verify: also require the md5 of each file's uncompressed bytes to equal the canonical value.
     """
     if split not in SPLITS:
-        raise ValueError(f"mnist: split must be 'train' or 'test', got {split!r}")
+        raise DataError(f"mnist: split must be 'train' or 'test', got {split!r}")
     root = Path(root).expanduser()
     if download:
         download_mnist(root, (split,), mirrors=mirrors)

@@ -3,13 +3,13 @@
 One classifier, trained five ways under the same budget:
     (a) none   — cross-entropy only
     (b) noise  — cross-entropy on x + ε, ε ~ N(0, σ²I)                    (eq. 2)
-    (c) gp     — cross-entropy + ½σ² Σ_i p_i ‖∇_x log p_i‖²                (eq. 15, the equivalent penalty)
-    (d) fgm    — cross-entropy on x + ε∇l/‖∇l‖                           (eq. 18, supervised adversarial)
+    (c) gp     — cross-entropy + ½σ² Σ_i p_i ‖∇_x log p_i‖²                (eq. 13, the equivalent penalty)
+    (d) fgm    — cross-entropy on x + ε∇l/‖∇l‖                           (eq. 15–16, supervised adversarial)
     (e) vat    — cross-entropy + KL(f(x) ‖ f(x + r_vat)), ‖r_vat‖ = σ√D  (the post's VAT box)
 
 (i)  The expansion, measured on the trained (a) model in float64: antithetic Monte Carlo of
      E_ε l(f(x+ε), y) − l(f(x), y) against ½σ²Δ_x l (eq. 6), and of E_ε KL(f(x) ‖ f(x+ε)) against
-     ½σ² Σ_i p_i‖∇ log p_i‖² (eq. 15), over a grid of σ: where the ratio is 1 and where it stops being 1.
+     ½σ² Σ_i p_i‖∇ log p_i‖² (eq. 13), over a grid of σ: where the ratio is 1 and where it stops being 1.
 (ii) Clean accuracy and accuracy under Gaussian input noise: (b) and (c) close to each other, both away
      from (a).
 (iii) Where (d) and (e) stand, including accuracy under FGM attacks.
@@ -249,7 +249,7 @@ def _figures(cfg: Config, rows: list[dict], expansion: list[dict], ctx: Context)
     ax[0].loglog(s, [e["noisy_loss_increase"] for e in expansion], "o-", label="MC  E l(x+ε) − l(x)")
     ax[0].loglog(s, [e["half_sigma2_laplacian"] for e in expansion], "--", label="½σ²Δl  (eq. 6)")
     ax[0].loglog(s, [e["noisy_kl"] for e in expansion], "s-", label="MC  E KL(f(x)‖f(x+ε))")
-    ax[0].loglog(s, [e["half_sigma2_penalty"] for e in expansion], ":", label="½σ²Σp‖∇log p‖²  (eq. 15)")
+    ax[0].loglog(s, [e["half_sigma2_penalty"] for e in expansion], ":", label="½σ²Σp‖∇log p‖²  (eq. 13)")
     ax[0].set_xlabel("σ")
     ax[0].set_title("(i) second-order expansion vs Monte Carlo")
     ax[0].legend(fontsize=8)
@@ -370,9 +370,9 @@ def _observations(cfg: Config, rows: list[dict]) -> str:
 PAPER = """The post derives rather than measures. Its results:
 
 - eq. (6): E_ε l(f(x+ε), y) ≈ l(f(x), y) + ½σ²Δl, for ε with i.i.d. components of variance σ²;
-- eq. (15): E_ε l(f(x+ε), f(x)) ≈ ½σ² Σ_i λ_i(x)‖∇_x f_i(x)‖², with λ_i = 1/f_i for the KL loss and
+- eq. (13): E_ε l(f(x+ε), f(x)) ≈ ½σ² Σ_i λ_i(x)‖∇_x f_i(x)‖², with λ_i = 1/f_i for the KL loss and
   λ_i = 2 for MSE (Bishop 1995, "Training with noise is equivalent to Tikhonov regularization");
-- eq. (16): the penalty can be estimated with one backward pass using random ±1 signs;
+- eq. (14): the penalty can be estimated with one backward pass using random ±1 signs;
 - VAT on a sentiment task with 200 labelled samples (the post's own table, mean of 3 runs):
 
 | | validation | test |
@@ -393,7 +393,7 @@ REPRODUCTION = Reproduction(
         "noise of the same family."
     ),
     expectation=(
-        "(i) Monte-Carlo ratios within 10% of 1 for σ ≤ 0.03 (derivation: the post's eq. 6 and 15); "
+        "(i) Monte-Carlo ratios within 10% of 1 for σ ≤ 0.03 (derivation: the post's eq. 6 and 13); "
         "(ii) under test noise σ, noise and penalty each beat no regularisation by > 3 standard errors "
         "(paired over the same noisy test points), their gap is under half their distance to it, and "
         "their clean accuracies are ≥ the baseline's and within 1.5 points of each other. (iii) is "

@@ -23,6 +23,13 @@ class GaussianConfig:
     levels: int | None = None  # grey levels of image data (dequantize + bits/dim); None for continuous data
 
 
+    def __post_init__(self) -> None:
+        if self.dim < 1:
+            raise ValueError(f"dim must be ≥ 1, got {self.dim}")
+        if self.levels is not None and self.levels < 2:
+            raise ValueError(f"levels must be ≥ 2 (or None for continuous data), got {self.levels}")
+
+
 class Gaussian(nn.Module):
     def __init__(self, config: GaussianConfig) -> None:
         super().__init__()

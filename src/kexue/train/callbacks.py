@@ -155,12 +155,15 @@ def _improved(value: float, best: float | None, mode: str, min_delta: float) -> 
 
 
 class SaveBest(Callback):
-    """Save the weights (the EMA weights when there are some) whenever `monitor` improves."""
+    """Save the weights whenever `monitor` improves — the EMA weights with use_ema, which should match the
+    weights the monitored metric was computed on (`Evaluate(use_ema=…)`)."""
 
-    def __init__(self, monitor: str, mode: str = "max", filename: str = "best.safetensors") -> None:
+    def __init__(
+        self, monitor: str, mode: str = "max", filename: str = "best.safetensors", *, use_ema: bool = False
+    ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        self.monitor, self.mode, self.filename = monitor, mode, filename
+        self.monitor, self.mode, self.filename, self.use_ema = monitor, mode, filename, use_ema
         self.best: float | None = None
         self.best_step: int | None = None
 
@@ -168,7 +171,7 @@ class SaveBest(Callback):
         value = logs.get(self.monitor)
         if value is not None and _improved(value, self.best, self.mode, 0.0):
             self.best, self.best_step = value, trainer.step
-            trainer.save_weights(self.filename, use_ema=trainer.ema is not None)
+            trainer.save_weights(self.filename, use_ema=self.use_ema)
 
     def on_train_end(self, trainer: Trainer) -> None:
         # An Evaluate placed before this callback may log a final evaluation from its own on_train_end.
@@ -208,11 +211,17 @@ class EarlyStopping(Callback):
 
 
 class Checkpoint(Callback):
-    """Write a resumable checkpoint every `every` steps (the trainer also writes one at the end)."""
+    """A resumable checkpoint every `every` steps (0: only the one the trainer writes at the end).
+
+    The trainer writes it once the step is complete — after every callback's on_step_end and the log
+    line — so the order of callbacks does not change what a resumed run sees.
+    """
 
     def __init__(self, every: int) -> None:
+        if every < 0:
+            raise ValueError(f"checkpoint interval must be ≥ 0 steps, got {every}")
         self.every = every
 
     def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         if self.every and trainer.step % self.every == 0:
-            trainer.save_checkpoint()
+            trainer.request_checkpoint()

@@ -128,10 +128,14 @@ def save_tensors_atomic(
     _write_atomic(path, lambda tmp: save_file(_storable(tensors), tmp, metadata=metadata))
 
 
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Write a text file atomically."""
+    _write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
     """Write a JSON file atomically (no NaN: strict JSON)."""
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    _write_atomic(path, lambda tmp: tmp.write_text(text))
+    write_text_atomic(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n", path)
 
 
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict[str, Tensor]:
@@ -181,17 +185,22 @@ def save_checkpoint(
         save_file(_storable(tensors), tmp / TENSORS, metadata={"format": "kexue-checkpoint"})
         _fsync_file(tmp / TENSORS)
         with open(tmp / META, "w") as f:
-            json.dump({**meta, "step": step}, f, indent=1, sort_keys=True, allow_nan=False)
+            # NaN/Inf allowed: a metric may be NaN, and only kexue (Python's json) reads this file
+            json.dump({**meta, "step": step}, f, indent=1, sort_keys=True, allow_nan=True)
             f.flush()
             os.fsync(f.fileno())
         for p in (tmp / TENSORS, tmp / META):
             _publish_mode(p)
         _publish_mode(tmp, directory=True)
         _fsync_dir(tmp)
-        if final.exists():  # re-saving the same step (e.g. the final save right after a periodic one)
-            shutil.rmtree(final)
+        old = None
+        if final.exists():  # the same step again: move the old copy aside, never delete before replacing
+            old = directory / f".tmp-old-step-{step:08d}-{os.getpid()}"
+            os.rename(final, old)
         os.rename(tmp, final)
         _fsync_dir(directory)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

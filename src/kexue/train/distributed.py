@@ -2,7 +2,9 @@
 
 `torchrun --nproc_per_node N -m kexue train …` sets RANK, WORLD_SIZE and LOCAL_RANK; `setup` then joins
 the process group (NCCL on CUDA, gloo on CPU) and gives each process its device. Without those variables
-everything is a single process and no process group exists.
+everything is a single process and no process group exists. The collective helpers act only for a `Dist`
+that is active, so a single-process Trainer run inside a torchrun job (say, a metric's own classifier
+trained from a callback) never joins the job's collectives.
 """
 
 from __future__ import annotations
@@ -66,33 +68,33 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
+def barrier(d: Dist) -> None:
+    if d.active:
         dist.barrier()
 
 
-def all_max(flag: bool, device: torch.device) -> bool:
-    """True on every process when `flag` is True on any (a cheap agreement, e.g. on a NaN)."""
-    if not (dist.is_available() and dist.is_initialized()):
+def all_max(flag: bool, d: Dist) -> bool:
+    """True on every process when `flag` is True on any (a cheap agreement, e.g. on a NaN or a stop)."""
+    if not d.active:
         return flag
-    t = torch.tensor([float(flag)], device=device)
+    t = torch.tensor([float(flag)], device=d.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
 
-def all_mean(values: list[float], device: torch.device) -> list[float]:
+def all_mean(values: list[float], d: Dist) -> list[float]:
     """Average a few floats over processes (for logging)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not d.active:
         return values
-    t = torch.tensor(values, dtype=torch.float64, device=device)
+    t = torch.tensor(values, dtype=torch.float64, device=d.device)
     dist.all_reduce(t)
-    return (t / dist.get_world_size()).tolist()
+    return (t / d.world).tolist()
 
 
-def gather_objects(obj: Any) -> list[Any]:
+def gather_objects(obj: Any, d: Dist) -> list[Any]:
     """Every process's `obj`, in rank order (a one-element list on a single process)."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not d.active:
         return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
+    out: list[Any] = [None] * d.world
     dist.all_gather_object(out, obj)
     return out

@@ -17,22 +17,25 @@ def _unb64(s: str) -> torch.Tensor:
     return torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8)
 
 
-def get_rng_state() -> dict:
-    """torch (CPU and every CUDA device), NumPy's and Python's global generators."""
+def get_rng_state(device: torch.device | None = None) -> dict:
+    """torch's CPU generator and the CUDA generator of `device` (the process's own GPU), NumPy's and
+    Python's global generators."""
     name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 - the global one
     version, internal, gauss = random.getstate()
     return {
         "torch": _b64(torch.get_rng_state()),
-        "cuda": [_b64(s) for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+        "cuda": _b64(torch.cuda.get_rng_state(device))
+        if device is not None and device.type == "cuda"
+        else None,
         "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
         "python": [version, list(internal), gauss],
     }
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
     torch.set_rng_state(_unb64(state["torch"]))
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([_unb64(s) for s in state["cuda"]])
+    if state["cuda"] and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(_unb64(state["cuda"]), device)
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))  # noqa: NPY002
     version, internal, gauss = state["python"]

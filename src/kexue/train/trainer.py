@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,6 +45,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW's decoupled weight decay
     clip_grad_norm: float | None = None  # clip the global gradient norm to this value
     amp: bool = False  # autocast: bf16 on CPU and on GPUs that have it, else fp16 + GradScaler
+    amp_dtype: str = "auto"  # "auto" (as above), "bf16", or "fp16" (always with a GradScaler)
     ema_decay: float | None = None  # keep a weight EMA with this decay (bias-corrected)
     seed: int = 0  # data order; the CLI also seeds the global generators with it
     keep: int = 3  # newest checkpoints kept
@@ -53,10 +54,42 @@ class TrainConfig:
     progress: bool = True  # tqdm progress bar on the main process
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.accum < 1 or self.log_every < 1:
-            raise ValueError("steps must be ≥ 0, accum ≥ 1 and log_every ≥ 1")
-        if self.batch_size % self.accum:
-            raise ValueError(f"batch size {self.batch_size} is not divisible by accum={self.accum}")
+        checks = [
+            (self.steps >= 0, f"steps must be ≥ 0, got {self.steps}"),
+            (self.batch_size >= 1, f"batch size must be ≥ 1, got {self.batch_size}"),
+            (self.accum >= 1, f"accum must be ≥ 1, got {self.accum}"),
+            (
+                self.batch_size % self.accum == 0,
+                f"batch size {self.batch_size} is not divisible by accum={self.accum}",
+            ),
+            (
+                math.isfinite(self.lr) and self.lr > 0,
+                f"the learning rate must be a positive number, got {self.lr}",
+            ),
+            (
+                math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+                f"weight decay must be ≥ 0, got {self.weight_decay}",
+            ),
+            (
+                self.clip_grad_norm is None
+                or (math.isfinite(self.clip_grad_norm) and self.clip_grad_norm > 0),
+                f"the gradient-clipping norm must be a positive number, got {self.clip_grad_norm}",
+            ),
+            (
+                self.ema_decay is None or 0 <= self.ema_decay < 1,
+                f"the EMA decay must lie in [0, 1), got {self.ema_decay}",
+            ),
+            (self.keep >= 1, f"keep must be ≥ 1 checkpoint, got {self.keep}"),
+            (self.log_every >= 1, f"log_every must be ≥ 1, got {self.log_every}"),
+            (self.num_workers >= 0, f"workers must be ≥ 0, got {self.num_workers}"),
+            (
+                self.amp_dtype in ("auto", "bf16", "fp16"),
+                f"amp_dtype must be auto, bf16 or fp16, got {self.amp_dtype!r}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
 
 
 class _LossForward(nn.Module):
@@ -71,11 +104,17 @@ class _LossForward(nn.Module):
 
 
 def _terms(out: Any) -> dict[str, Tensor]:
+    """model.loss's output as {name: scalar}, with "loss" LAST (the step reads it as the final entry)."""
     if isinstance(out, Tensor):
-        return {"loss": out}
-    if isinstance(out, Mapping) and "loss" in out:
-        return dict(out)
-    raise TypeError("model.loss(batch) must return a scalar tensor or a dict with a 'loss' entry")
+        out = {"loss": out}
+    if not (isinstance(out, Mapping) and "loss" in out):
+        raise TypeError("model.loss(batch) must return a scalar tensor or a dict with a 'loss' entry")
+    for k, v in out.items():
+        if not isinstance(v, Tensor) or v.numel() != 1:
+            shape = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
+            raise TypeError(f"model.loss(batch) returned {k!r} as {shape}; every entry must be a scalar tensor")
+    out = {k: v.reshape(()) for k, v in out.items()}
+    return {**{k: v for k, v in out.items() if k != "loss"}, "loss": out["loss"]}
 
 
 def _on_device(data: Dataset, device: torch.device, limit: int = 2**30) -> Dataset:
@@ -85,6 +124,16 @@ def _on_device(data: Dataset, device: torch.device, limit: int = 2**30) -> Datas
     if sum(t.numel() * t.element_size() for t in data.tensors) > limit:
         return data
     return TensorDataset(*(t.to(device) for t in data.tensors))
+
+
+def _keyed(items: Sequence[Any], name_and_value: Callable[[Any], tuple[str, Any]]) -> dict[str, Any]:
+    """{"Type#k": value}: the k-th item of each type, so that states match callbacks by type and order."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, value = name_and_value(item)
+        k = sum(key.startswith(f"{name}#") for key in out)
+        out[f"{name}#{k}"] = value
+    return out
 
 
 class Trainer:
@@ -128,6 +177,8 @@ class Trainer:
             )
         self.step = 0
         self.stop_reason: str | None = None
+        self._save_requested = False
+        self._saved_step: int | None = None
         self._forward: nn.Module = _LossForward(model)
         if self.dist.active:
             from torch.nn.parallel import DistributedDataParallel
@@ -145,12 +196,19 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- set-up
     def _amp_setup(self):
-        if not self.config.amp:
+        """autocast and, for float16, a GradScaler. "auto": bf16 where the hardware has it natively."""
+        cfg, kind = self.config, self.device.type
+        if not cfg.amp:
             return nullcontext, None
-        kind = self.device.type
-        if kind == "cuda" and not torch.cuda.is_bf16_supported():
-            scaler = torch.amp.GradScaler("cuda")
-            return (lambda: torch.autocast("cuda", dtype=torch.float16)), scaler
+        dtype = cfg.amp_dtype
+        if dtype == "auto":
+            native_bf16 = True
+            if kind == "cuda":
+                with torch.cuda.device(self.device):
+                    native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+            dtype = "bf16" if native_bf16 else "fp16"
+        if dtype == "fp16":
+            return (lambda: torch.autocast(kind, dtype=torch.float16)), torch.amp.GradScaler(kind)
         return (lambda: torch.autocast(kind, dtype=torch.bfloat16)), None
 
     @property
@@ -173,7 +231,7 @@ class Trainer:
                 loss = terms["loss"] + sum(aux.values()) if aux else terms["loss"]
                 scaled = loss / n if n > 1 else loss
                 (self._scaler.scale(scaled) if self._scaler else scaled).backward()
-            logged = {**terms, **aux, "loss": loss}
+            logged = {**{k: v for k, v in terms.items() if k != "loss"}, **aux, "loss": loss}  # loss last
             values = torch.stack([v.detach().float() for v in logged.values()])  # one tensor: cheap to log
             values = values / n if n > 1 else values
             total = values if total is None else total + values
@@ -198,7 +256,7 @@ class Trainer:
 
     def _check_finite(self, loss: Tensor) -> None:
         value = float(loss)
-        if all_max(not math.isfinite(value), self.device):
+        if all_max(not math.isfinite(value), self.dist):
             raise TrainingError(
                 f"step {self.step + 1}: the loss is {value} (not finite), so training stopped "
                 "before updating the weights; lower --lr, set --clip-grad, or check the data "
@@ -254,12 +312,16 @@ class Trainer:
                 self.step += 1
                 self._window_steps += 1
                 self._elapsed = time.perf_counter() - t0
-                self._logs = {"lr": self.optimizer.param_groups[0]["lr"]}
+                self._logs["lr"] = self.optimizer.param_groups[0]["lr"]
                 if self.step % self.config.log_every == 0 or self.step == self.config.steps:
                     self._logs.update(self._flush_window())
                 for cb in self.callbacks:
                     cb.on_step_end(self, self._logs)
                 self._write_log()
+                if all_max(self.stop_reason is not None, self.dist) and self.stop_reason is None:
+                    self.stop_reason = "another process stopped"  # every process leaves the loop together
+                if self._save_requested:  # after every callback and the log line: the step is complete
+                    self.save_checkpoint()
                 bar.update(1)
                 if self.step % self.config.log_every == 0:
                     bar.set_postfix(loss=f"{float(loss):.4g}")
@@ -269,11 +331,16 @@ class Trainer:
         finally:
             bar.close()
         if self.out_dir is not None:
-            self.save_checkpoint()
+            if self._saved_step != self.step:
+                self.save_checkpoint()
             self.save_weights("model.safetensors")
             if self.ema is not None:
                 self.save_weights("model_ema.safetensors", use_ema=True)
         return self
+
+    def request_checkpoint(self) -> None:
+        """Write a checkpoint at the end of this step, once every callback has run (see `Checkpoint`)."""
+        self._save_requested = True
 
     def stop(self, reason: str) -> None:
         """Ask the loop to stop after the current step (e.g. early stopping)."""
@@ -285,7 +352,7 @@ class Trainer:
         self._fold_window()
         keys = sorted(self._win_other)
         means = [float(self._win_other[k]) / max(1, self._window_steps) for k in keys]
-        means = all_mean(means, self.device)
+        means = all_mean(means, self.dist)
         self._win_other, self._window_steps = {}, 0
         return {f"train/{k}": v for k, v in zip(keys, means)}
 
@@ -300,15 +367,13 @@ class Trainer:
         self._extra.update(metrics)
 
     def _write_log(self) -> None:
+        """Append this step's line (on logging steps, or when a callback logged something), then reset."""
         has_train = any(k.startswith("train/") for k in self._logs)
-        if not (has_train or self._extra):
-            return
-        if self.is_main and self.out_dir is not None:
+        if (has_train or self._extra) and self.is_main and self.out_dir is not None:
             line = {"step": self.step, "time": round(self._elapsed, 3), **self._logs}
             with open(self.out_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(line, allow_nan=True) + "\n")
-        self._logs = {k: v for k, v in self._logs.items() if not k.startswith("train/")}
-        self._extra = {}
+        self._logs, self._extra = {}, {}
 
     # -------------------------------------------------------------------------------------- evaluation
     @contextmanager
@@ -324,6 +389,19 @@ class Trainer:
             self.model.train(was_training)
 
     # -------------------------------------------------------------------------------------- saving
+    def _on_main(self, what: str, fn: Callable[[], None]) -> None:
+        """Run fn on rank 0 only; if it fails, every process raises, so none waits in a collective forever."""
+        error: BaseException | None = None
+        if self.is_main:
+            try:
+                fn()
+            except Exception as e:  # re-raised below, on every process
+                error = e
+        if all_max(error is not None, self.dist):
+            if error is not None:
+                raise error
+            raise CheckpointError(f"rank 0 failed to {what}; its error message says why")
+
     def _start_run_dir(self) -> None:
         """Refuse to overwrite a run (checked on every process, so all stop together), then rank 0 writes."""
         assert self.out_dir is not None
@@ -331,27 +409,41 @@ class Trainer:
             raise CheckpointError(
                 f"{self.out_dir} already holds a run; pass --resume to continue it or choose another --out"
             )
-        barrier()  # every process has looked before rank 0 creates anything
-        if self.is_main:
+        barrier(self.dist)  # every process has looked before rank 0 creates anything
+
+        def start() -> None:
+            if self.out_dir.exists() and not self.out_dir.is_dir():
+                raise CheckpointError(f"--out {self.out_dir} is a file; choose a directory")
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "metrics.jsonl").unlink(missing_ok=True)
             ckpt.write_json_atomic(
                 {**self.run_config, "train": asdict(self.config)}, self.out_dir / "config.json"
             )
 
+        self._on_main("create the run directory", start)
+
     def save_weights(self, filename: str, *, use_ema: bool = False) -> None:
-        """Write the model's weights (or the EMA weights) to out_dir/filename (main process only)."""
-        if not self.is_main or self.out_dir is None:
+        """Write the model's weights (or the EMA weights) to out_dir/filename. Every process calls it;
+        rank 0 writes."""
+        if self.out_dir is None:
             return
         swap = self.ema.applied(self.model) if use_ema and self.ema is not None else nullcontext()
-        with swap:
-            state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        ckpt.save_tensors_atomic(state, self.out_dir / filename, metadata={"step": str(self.step)})
+
+        def write() -> None:
+            with swap:
+                state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            ckpt.save_tensors_atomic(state, self.out_dir / filename, metadata={"step": str(self.step)})
+
+        self._on_main(f"write {filename}", write)
 
     def save_checkpoint(self) -> None:
         """Write a resumable checkpoint (all processes must call it: it gathers their RNG states)."""
-        rng = gather_objects(get_rng_state())
-        if self.is_main and self.out_dir is not None:
+        self._save_requested = False
+        rng = gather_objects(get_rng_state(self.device), self.dist)
+        if self.out_dir is None:
+            return
+
+        def write() -> None:
             tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in self.model.state_dict().items()}
             meta = {
                 "format": "kexue-checkpoint",
@@ -369,14 +461,17 @@ class Trainer:
                     "other": {k: float(v) for k, v in self._win_other.items()},
                 },
                 "optimizer": ckpt.flatten_state(self.optimizer.state_dict(), "optimizer", tensors),
-                "callbacks": [cb.state_dict() for cb in self.callbacks],
+                "callbacks": [{"type": type(cb).__name__, "state": cb.state_dict()} for cb in self.callbacks],
+                "stop_reason": self.stop_reason,
                 "scaler": self._scaler.state_dict() if self._scaler else None,
                 "ema": ckpt.flatten_state(self.ema.state_dict(), "ema", tensors) if self.ema else None,
             }
             ckpt.save_checkpoint(
                 self.out_dir / "checkpoints", self.step, tensors, meta, keep=self.config.keep
             )
-        barrier()
+
+        self._on_main(f"write the checkpoint of step {self.step}", write)
+        self._saved_step = self.step
 
     def resume(self) -> None:
         """Load the newest checkpoint under out_dir/checkpoints and continue from it exactly."""
@@ -395,41 +490,65 @@ class Trainer:
             self.ema.load_state_dict(ckpt.unflatten_state(meta["ema"], tensors))
         if self._scaler and meta["scaler"]:
             self._scaler.load_state_dict(meta["scaler"])
-        for cb, state in zip(self.callbacks, meta["callbacks"]):
-            cb.load_state_dict(state)
+        saved = _keyed(meta["callbacks"], lambda c: (c["type"], c["state"]))
+        for key, cb in _keyed(self.callbacks, lambda c: (type(c).__name__, c)).items():
+            if key in saved:
+                cb.load_state_dict(saved[key])
         self.stream.load_state_dict(meta["data"])
-        set_rng_state(meta["rng"][self.dist.rank])
+        set_rng_state(meta["rng"][self.dist.rank], self.device)
         self.step, self._elapsed = int(meta["step"]), float(meta["elapsed"])
+        self.stop_reason, self._saved_step = meta["stop_reason"], self.step
         self._window_steps = int(meta["log_window"]["steps"])
         window = meta["log_window"]
         self._win_keys = tuple(window["keys"])
         self._win_vals = torch.tensor(window["values"], device=self.device) if window["keys"] else None
         self._win_other = {k: torch.tensor(v, device=self.device) for k, v in window["other"].items()}
-        if self.is_main:
-            self._truncate_log()
+        self._on_main("rewrite metrics.jsonl", self._truncate_log)
 
     def _truncate_log(self) -> None:
-        """Drop log lines written after the checkpoint (by the interrupted run): they will be redone."""
+        """Drop log lines written after the checkpoint (by the interrupted run, which may have been killed
+        mid-line): they will be redone. The file is rewritten atomically."""
         log = self.out_dir / "metrics.jsonl"
-        if log.is_file():
-            keep = [
-                ln
-                for ln in log.read_text().splitlines()
-                if ln.strip() and json.loads(ln)["step"] <= self.step
-            ]
-            log.write_text("".join(ln + "\n" for ln in keep))
+        if not log.is_file():
+            return
+        keep = []
+        for line in log.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= self.step:
+                    keep.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):  # a torn last line
+                continue
+        ckpt.write_text_atomic("".join(ln + "\n" for ln in keep), log)
 
     def _check_compatible(self, meta: dict, path: Path) -> None:
         old, new = meta["train"], asdict(self.config)
-        fixed = ("batch_size", "accum", "seed")
-        diff = [f"{k} {old[k]} → {new[k]}" for k in fixed if old.get(k) != new[k]]
-        for key in ("model", "model_config"):  # compared as JSON: tuples were stored as lists
+        fixed = (
+            "batch_size",
+            "accum",
+            "seed",
+            "lr",
+            "weight_decay",
+            "ema_decay",
+            "clip_grad_norm",
+            "amp",
+            "amp_dtype",
+        )  # (steps may grow: resuming to train longer is allowed)
+        diff = [f"{k} {old.get(k)} → {new[k]}" for k in fixed if old.get(k) != new[k]]
+        for key in ("model", "model_config", "data"):  # compared as JSON: tuples were stored as lists
             if meta["run"].get(key) != json.loads(json.dumps(self.run_config.get(key))):
                 diff.append(f"{key} {meta['run'].get(key)} → {self.run_config.get(key)}")
         if meta["world"] != self.dist.world:
             diff.append(f"processes {meta['world']} → {self.dist.world}")
-        if (meta["ema"] is None) != (self.ema is None):
-            diff.append("EMA on/off")
+        # Callbacks with state must be the same on both sides (matched by type and order of appearance);
+        # stateless ones (Checkpoint, schedules) may come and go.
+        saved = {
+            k for k, state in _keyed(meta["callbacks"], lambda c: (c["type"], c["state"])).items() if state
+        }
+        ours = {
+            k for k, cb in _keyed(self.callbacks, lambda c: (type(c).__name__, c)).items() if cb.state_dict()
+        }
+        if saved != ours:
+            diff.append(f"callbacks with state {sorted(saved)} → {sorted(ours)}")
         if diff:
             raise CheckpointError(
                 f"cannot resume from {path}: {', '.join(diff)}; resume with the settings the run started with"
