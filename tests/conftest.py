@@ -6,6 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+
+# Deterministic cuBLAS (needed by use_deterministic_algorithms on a GPU); set before CUDA starts.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 import torch
 
 # One thread per test process: `make test` runs pytest-xdist workers side by side on 2 cores.

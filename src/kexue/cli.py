@@ -199,7 +199,8 @@ def _train_fid_proxy(args: argparse.Namespace) -> int:
     path = train_feature_net(
         args.data, data_dir=args.data_dir, device=args.device, progress=not args.no_progress
     )
-    _say(f"kexue: FID-proxy feature net for {args.data} cached at {path}")
+    acc = json.loads((path / "fid_proxy.json").read_text())["test_acc"]
+    _say(f"kexue: FID-proxy feature net for {args.data} cached at {path}; test accuracy {acc:.4f}")
     return 0
 
 
@@ -272,8 +273,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.name not in table:
         raise KexueError(f"unknown reproduction {args.name!r}; available: {', '.join(sorted(table))}")
     preset = "quick" if args.quick else "full"
-    out = Path(args.out or Path("runs") / "reproduce" / f"{args.name}-{preset}")
-    seed_everything(args.seed)
+    out = Path(args.out or Path("runs") / "reproduce" / f"{args.name}-{preset}")  # seeds are in the presets
     metrics = execute(
         table[args.name],
         preset=preset,
@@ -414,7 +414,6 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name", help="e.g. noise-vs-gradient-penalty")
     q.add_argument("--quick", action="store_true", help="the few-minute preset")
     q.add_argument("--out", help="output folder (default runs/reproduce/NAME-PRESET)")
-    q.add_argument("--seed", type=int, default=0)
     q.add_argument("--device", default="auto")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_reproduce)

@@ -38,7 +38,14 @@ class _StepClock(Callback):
         self.times: list[float] = []
 
     def on_step_end(self, trainer, logs) -> None:
+        _sync(trainer.device)
         self.times.append(time.perf_counter())
+
+
+def _sync(device: torch.device) -> None:
+    """On a GPU, wait for queued kernels, so that a timestamp marks finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _per_step(times: list[float], warmup: int) -> float:
@@ -57,7 +64,7 @@ def _bare(
     torch.manual_seed(0)
     model = make().to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)  # the trainer's defaults
-    x_all, y_all = data.tensors
+    x_all, y_all = (t.to(device) for t in data.tensors)  # on the device once, as the trainer does
     per_epoch = len(x_all) // batch
     times, perm = [], None
     for step in range(steps):
@@ -65,11 +72,12 @@ def _bare(
         if b == 0:  # one permutation per epoch, as the trainer draws it
             perm = epoch_permutation(len(x_all), 0, epoch)
         idx = perm[b * batch : (b + 1) * batch]
-        x, y = x_all[idx].to(device), y_all[idx].to(device)
+        x, y = x_all[idx], y_all[idx]
         loss = model.loss((x, y))["loss"]  # the model's own objective, as the trainer calls it
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)  # after the step, as the trainer does: see the module docstring
+        _sync(device)
         times.append(time.perf_counter())
     return _per_step(times, warmup)
 

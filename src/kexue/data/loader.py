@@ -13,7 +13,10 @@ samples. `BatchStream` is that idea in PyTorch terms, extended to what resuming 
 In-memory `TensorDataset`s are indexed directly (one gather per batch, no per-sample Python); any other
 map-style Dataset goes through a DataLoader whose generator is seeded per (seed, epoch, rank); from it torch
 (≥ 1.9) seeds each worker's torch, NumPy and `random` generators distinctly, so workers neither repeat each
-other's "random" augmentations (the classic bug of forked workers) nor change them from run to run.
+other's "random" augmentations (the classic bug of forked workers) nor change them from run to run. One limit:
+a run resumed in the middle of an epoch hands batches to workers in a different rotation, so random
+per-sample augmentation drawn inside workers differs from the uninterrupted run (in-memory data and
+deterministic data sets resume exactly).
 """
 
 from __future__ import annotations

@@ -76,25 +76,28 @@ def train_feature_net(
         load_data(data, data_dir=data_dir, split="train"),
         load_data(data, data_dir=data_dir, split="test"),
     )
-    torch.manual_seed(recipe.train.seed)
-    model = Classifier(recipe.model)
     final = feature_net_dir(data)
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".tmp-{data}-", dir=final.parent))
     try:
-        Trainer(
-            model,
-            train.tensor_dataset("unit"),
-            replace(recipe.train, progress=progress),
-            out_dir=work,
-            dist=Dist(device=dev),
-            run_config={
-                "model": "classifier",
-                "model_config": asdict(recipe.model),
-                "data": data,
-                "fid_proxy_version": VERSION,
-            },
-        ).fit()
+        with torch.random.fork_rng(
+            devices=[dev] if dev.type == "cuda" else []
+        ):  # seeded, caller's state kept
+            torch.manual_seed(recipe.train.seed)
+            model = Classifier(recipe.model)
+            Trainer(
+                model,
+                train.tensor_dataset("unit"),
+                replace(recipe.train, progress=progress),
+                out_dir=work,
+                dist=Dist(device=dev),
+                run_config={
+                    "model": "classifier",
+                    "model_config": asdict(recipe.model),
+                    "data": data,
+                    "fid_proxy_version": VERSION,
+                },
+            ).fit()
         acc = accuracy(model.eval(), test.floats("unit"), test.y)
         if acc < recipe.min_test_acc:
             raise KexueError(

@@ -22,7 +22,6 @@ class GaussianConfig:
     dim: int = 2  # D: 2 for toy data, C·H·W for images
     levels: int | None = None  # grey levels of image data (dequantize + bits/dim); None for continuous data
 
-
     def __post_init__(self) -> None:
         if self.dim < 1:
             raise ValueError(f"dim must be ≥ 1, got {self.dim}")

@@ -112,8 +112,10 @@ def _terms(out: Any) -> dict[str, Tensor]:
     for k, v in out.items():
         if not isinstance(v, Tensor) or v.numel() != 1:
             shape = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
-            raise TypeError(f"model.loss(batch) returned {k!r} as {shape}; every entry must be a scalar tensor")
-    out = {k: v.reshape(()) for k, v in out.items()}
+            raise TypeError(
+                f"model.loss(batch) returned {k!r} as {shape}; every entry must be a scalar tensor"
+            )
+    out = {k: v if v.dim() == 0 else v.reshape(()) for k, v in out.items()}
     return {**{k: v for k, v in out.items() if k != "loss"}, "loss": out["loss"]}
 
 
@@ -231,7 +233,9 @@ class Trainer:
                 loss = terms["loss"] + sum(aux.values()) if aux else terms["loss"]
                 scaled = loss / n if n > 1 else loss
                 (self._scaler.scale(scaled) if self._scaler else scaled).backward()
-            logged = {**{k: v for k, v in terms.items() if k != "loss"}, **aux, "loss": loss}  # loss last
+            logged = (
+                {**{k: v for k, v in terms.items() if k != "loss"}, **aux, "loss": loss} if aux else terms
+            )
             values = torch.stack([v.detach().float() for v in logged.values()])  # one tensor: cheap to log
             values = values / n if n > 1 else values
             total = values if total is None else total + values
