@@ -7,6 +7,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from kexue.nn.classifier import Classifier, ClassifierConfig
+from kexue.train.callbacks import Callback
 
 
 def digits_like(n: int = 256, d: int = 16, k: int = 4, seed: int = 0, dtype=torch.float32) -> TensorDataset:
@@ -39,3 +40,14 @@ def assert_bit_identical(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), f"{k} differs: max |Δ| = {(a[k] - b[k]).abs().max()}"
+
+
+class Crash(Callback):
+    """Raise after step `at`, as a process killed mid-run would stop."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_step_end(self, trainer, logs):
+        if trainer.step == self.at:
+            raise KeyboardInterrupt

@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from torch import nn
 
-from helpers import assert_bit_identical, digits_like, small_classifier, weights
+from helpers import Crash, assert_bit_identical, digits_like, small_classifier, weights
 from kexue.train.callbacks import (
     Callback,
     Checkpoint,
@@ -86,17 +86,6 @@ def test_cosine_knots(floor):
 
 
 # ------------------------------------------------------------------------------------------ helpers
-class Crash(Callback):
-    """Raise after step `at`, as a process killed mid-run would stop."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_step_end(self, trainer, logs):
-        if trainer.step == self.at:
-            raise KeyboardInterrupt
-
-
 class Spy(Callback):
     """Run `fn(trainer)` at each step end and keep (step, result)."""
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import assert_bit_identical, digits_like, small_classifier, weights
+from helpers import Crash, assert_bit_identical, digits_like, small_classifier, weights
 from kexue.errors import CheckpointError, TrainingError
 from kexue.train.aux_loss import add_loss
 from kexue.train.callbacks import Callback, Checkpoint, Evaluate, LRSchedule, warmup_linear
@@ -21,17 +21,6 @@ def log_lines(run_dir):
     """metrics.jsonl without the wall-clock field."""
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(x).items() if k != "time"} for x in lines]
-
-
-class Crash(Callback):
-    """Raise after step `at`, as a process killed mid-run would stop."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_step_end(self, trainer, logs):
-        if trainer.step == self.at:
-            raise KeyboardInterrupt
 
 
 def _run(tmp, steps, *, crash_at=None, resume=False, seed=0, reg="noise"):
