@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from dataclasses import dataclass, replace
 
 import torch
@@ -335,10 +336,17 @@ def run(cfg: Config, ctx: Context) -> Outcome:
     data = load_data(cfg.data, data_dir=cfg.data_dir, split="train")
     test = load_data(cfg.data, data_dir=cfg.data_dir, split="test")
     rows, per_point, reference = [], {}, None
+    t0, total = time.perf_counter(), len(cfg.seeds) * len(REGIMES)
     for seed in cfg.seeds:
         for regime in REGIMES:
             model, row, per_point[regime, seed] = _train_and_measure(cfg, regime, seed, data, test, ctx)
             rows.append(row)
+            ctx.say(
+                f"[{len(rows)}/{total}] {LABELS[regime]}, seed {seed}: clean accuracy "
+                f"{row['clean_acc']:.4f}, "
+                f"under noise σ={cfg.sigma:g} {row[f'noise_acc@{cfg.sigma:g}']:.4f} "
+                f"({time.perf_counter() - t0:.0f} s so far)"
+            )
             if regime == "none" and reference is None:
                 reference = model
     expansion, gn_share = _expansion(cfg, reference, test)

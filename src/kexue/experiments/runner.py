@@ -40,6 +40,12 @@ class Context:
     def figure_path(self, name: str) -> Path:
         return self.out / name
 
+    def say(self, message: str) -> None:
+        """One line of progress on stderr (long runs report each finished piece)."""
+        import sys
+
+        print(f"kexue: {message}", file=sys.stderr, flush=True)
+
 
 @dataclass
 class Outcome:
