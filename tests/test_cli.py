@@ -175,3 +175,59 @@ def test_data_info(capsys):
 def test_data_info_reads_a_mnist_folder_by_path(capsys, shared_data):
     code, out, _ = run(capsys, "data", "info", str(shared_data / "mnist"), "--split", "test")
     assert code == 0 and json.loads(out)["n"] == 10000
+
+
+@pytest.fixture(scope="module")
+def ddpm_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "d"
+    args = ["train", "ddpm", "--data", "digits", "--steps", "5", "--batch-size", "32", "--ema", "0.9"]
+    args += ["--set", "width=32", "--set", "depth=1", "--out", str(out), "--no-progress", "--device", "cpu"]
+    assert main(args) == 0
+    return out
+
+
+def test_train_ddpm_then_sample_with_each_sampler(ddpm_run, capsys, tmp_path):
+    config = json.loads((ddpm_run / "config.json").read_text())
+    assert config["model"] == "ddpm" and config["model_config"]["shape"] == [1, 8, 8]
+    for sampler in ("ddim", "ddpm", "ddpm-large", "sigma-hat"):
+        grid = tmp_path / f"{sampler}.png"
+        code, _, err = run(
+            capsys,
+            "sample",
+            str(ddpm_run),
+            "--sampler",
+            sampler,
+            "--steps",
+            "3",
+            "--n",
+            "6",
+            "--out",
+            str(grid),
+        )
+        assert code == 0, err
+        x = np.load(grid.with_suffix(".npz"))["samples"]
+        assert x.shape == (6, 1, 8, 8) and x.min() >= 0 and x.max() <= 1 and grid.stat().st_size > 500
+    a, b = (tmp_path / "a.npz", tmp_path / "b.npz")
+    for out, seed in ((a, "1"), (b, "2")):  # η = 0 is deterministic given the starting noise
+        run(capsys, "sample", str(ddpm_run), "--steps", "4", "--n", "3", "--seed", seed, "--out", str(out))
+    assert not np.array_equal(np.load(a)["samples"], np.load(b)["samples"])
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--sampler", "plms"], "unknown sampler 'plms'"),
+        (["--steps", "1001"], "--steps must lie in 1..1000"),
+        (["--steps", "0"], "--steps must lie in 1..1000"),
+        (["--eta", "-1"], "--eta must be ≥ 0"),
+        (["--sampler", "ddpm", "--eta", "0.5"], "--eta applies to --sampler ddim only"),
+    ],
+)
+def test_sample_bad_diffusion_options(ddpm_run, extra, message, capsys):
+    code, _, err = run(capsys, "sample", str(ddpm_run), "--n", "2", *extra)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_sampler_options_refused_for_non_diffusion_runs(gaussian_run, capsys):
+    code, _, err = run(capsys, "sample", str(gaussian_run), "--steps", "10")
+    assert code == 2 and "apply to diffusion runs" in err

@@ -230,6 +230,49 @@ def load_run(run_dir: str | Path, *, device: str = "cpu", raw: bool = False):
     return model.to(device).eval(), run
 
 
+def _draw(model: Any, run: dict, args: argparse.Namespace, generator: Any) -> Any:
+    """n samples: diffusion runs use --sampler, --steps, --eta, --trajectory; others their own sample."""
+    import torch
+
+    from kexue.diffusion.ddpm import DDPM
+    from kexue.registry import diffusion_samplers
+
+    options = {
+        "--sampler": args.sampler,
+        "--steps": args.steps,
+        "--eta": args.eta,
+        "--trajectory": args.trajectory,
+    }
+    if not isinstance(model, DDPM):
+        given = [k for k, v in options.items() if v is not None]
+        if given:
+            raise KexueError(
+                f"{', '.join(given)} apply to diffusion runs; {run['model']!r} has its own sampler"
+            )
+        return model.sample(args.n, generator=generator)
+    from kexue.diffusion import schedules
+
+    samplers = diffusion_samplers()
+    name = args.sampler or "ddim"
+    if name not in samplers:
+        raise KexueError(f"unknown sampler {name!r}; use one of {', '.join(samplers)}")
+    n_steps = model.config.steps
+    k = 50 if args.steps is None else args.steps
+    if not 1 <= k <= n_steps:
+        raise KexueError(f"--steps must lie in 1..{n_steps} (the model's diffusion steps), got {k}")
+    eta = 0.0 if args.eta is None else args.eta
+    if not eta >= 0:
+        raise KexueError(f"--eta must be ≥ 0, got {eta}")
+    if eta and name != "ddim":
+        raise KexueError(f"--eta applies to --sampler ddim only, not {name}")
+    traj = schedules.trajectory(args.trajectory or "even", n_steps, k)
+    device = next(model.parameters()).device
+    x = torch.randn(args.n, *model.config.shape, generator=generator, device=device, dtype=torch.float64)
+    with torch.no_grad():
+        out = samplers[name](model, x, traj, eta=eta, generator=generator).float()
+    return ((out + 1) / 2).clamp(0, 1) if len(model.config.shape) == 3 else out  # images → [0, 1]
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -241,25 +284,25 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if not hasattr(model, "sample"):
         raise KexueError(
             f"model {run['model']!r} does not generate samples; `kexue sample` works on "
-            "generative runs (e.g. `kexue train gaussian`)"
+            "generative runs (e.g. `kexue train gaussian`, `kexue train ddpm`)"
         )
     if args.n < 1:
         raise KexueError(f"--n must be at least 1, got {args.n}")
-    x = model.sample(
-        args.n, generator=torch.Generator(device=next(model.parameters()).device).manual_seed(args.seed)
-    ).cpu()
+    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(args.seed)
+    x = _draw(model, run, args, generator).cpu()
     out = Path(args.out or Path(args.run_dir) / "samples.npz")
+    figure = out if out.suffix.lower() == ".png" else out.with_suffix(".png")
+    arrays = out.with_suffix(".npz")
     out.parent.mkdir(parents=True, exist_ok=True)
     shape = run.get("data_shape", [x.shape[1]])
     if len(shape) == 3:
         x = x.reshape(-1, *shape)
-    np.savez_compressed(out, samples=x.numpy())
-    figure = out.with_suffix(".png")
+    np.savez_compressed(arrays, samples=x.numpy())
     if x.dim() == 4:
         image_grid(x[:64], figure, title=f"{run['model']} samples")
     elif x.shape[1] == 2:
         scatter2d(x, figure, title=f"{run['model']} samples")
-    _say(f"kexue: wrote {len(x)} samples to {out} and {figure}")
+    _say(f"kexue: wrote {len(x)} samples to {arrays} and {figure}")
     return 0
 
 
@@ -405,8 +448,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("run_dir", help="a run directory written by `kexue train --out`")
     q.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--out", help="output .npz (default RUN_DIR/samples.npz; a PNG is written beside it)")
+    q.add_argument(
+        "--out", help="output .npz or .png (default RUN_DIR/samples.npz); the other one is written beside it"
+    )
     q.add_argument("--raw", action="store_true", help="use the raw weights even when EMA weights exist")
+    q.add_argument("--sampler", help="diffusion runs: ddim (default), ddpm, ddpm-large, sigma-hat, …")
+    q.add_argument("--steps", type=int, help="diffusion runs: sampling steps K (default 50)")
+    q.add_argument("--eta", type=float, help="diffusion runs, --sampler ddim: η (default 0, deterministic)")
+    q.add_argument(
+        "--trajectory", choices=("even", "quadratic", "leading"), help="diffusion runs (default even)"
+    )
     q.add_argument("--device", default="auto")
     q.set_defaults(func=cmd_sample)
 

@@ -134,11 +134,48 @@ def _build_gaussian(data: Any, overrides: Mapping[str, Any], seed: int):
     return Gaussian(GaussianConfig(dim=2, levels=None)), toy_dataset(data, 50_000, seed)
 
 
+def _build_ddpm(data: Any, overrides: Mapping[str, Any], seed: int):
+    from kexue.data.images import ImageData
+    from kexue.diffusion.ddpm import DDPM, DDPMConfig
+
+    if "shape" in overrides:
+        raise KexueError("the DDPM's shape comes from the data; drop it from --set")
+    if isinstance(data, ImageData):
+        big = data.shape[1] >= 16
+        base = {"shape": data.shape, "net": "unet" if big else "resmlp", "width": 32 if big else 512}
+        return DDPM(DDPMConfig(**{**base, **overrides})), data.tensor_dataset("symmetric")
+    base = {"shape": (2,), "width": 256, "depth": 3, "dropout": 0.0}
+    return DDPM(DDPMConfig(**{**base, **overrides})), toy_dataset(data, 50_000, seed)
+
+
+def _ddpm_eval(test: Any) -> Callable[[nn.Module], dict[str, float]]:
+    """L_simple on the test images with fixed noise and timesteps (comparable across evaluations)."""
+    import torch
+
+    from kexue.diffusion.ddpm import q_sample
+
+    x0 = test.floats("symmetric")
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        g = torch.Generator().manual_seed(0)
+        t = torch.randint(1, model.config.steps + 1, (len(x0),), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            xt = q_sample(x0, t, model.abar, noise).to(device)
+            loss = (model.eps(xt, t.to(device)).cpu() - noise).pow(2).mean()
+        return {"test_loss": float(loss)}
+
+    return evaluate
+
+
 def model_specs() -> dict[str, ModelSpec]:
+    from kexue.diffusion.ddpm import DDPM, DDPMConfig
     from kexue.nn.classifier import Classifier, ClassifierConfig
     from kexue.nn.gaussian import Gaussian, GaussianConfig
 
     return {
+        "ddpm": ModelSpec("ddpm", DDPMConfig, _build_ddpm, DDPM, _ddpm_eval),
         "classifier": ModelSpec(
             "classifier", ClassifierConfig, _build_classifier, Classifier, _classifier_eval
         ),
@@ -151,6 +188,27 @@ def model_spec(name: str) -> ModelSpec:
     if name not in specs:
         raise KexueError(f"unknown model {name!r}; `kexue train` knows: {', '.join(sorted(specs))}")
     return specs[name]
+
+
+# ------------------------------------------------------------------------------------------- samplers
+def diffusion_samplers() -> dict[str, Callable[..., Any]]:
+    """`kexue sample --sampler NAME`: name → fn(model, x_T, traj, *, eta, generator) → x_0 (float64 loop)."""
+    from kexue.diffusion import ddim
+
+    def family(variance: str):
+        def run(model, x, traj, *, eta, generator):
+            return ddim.sample(
+                model.eps, x, model.abar, traj, variance=variance, eta=eta, generator=generator
+            )
+
+        return run
+
+    return {
+        "ddim": family("ddim"),
+        "ddpm": family("beta_tilde"),
+        "ddpm-large": family("beta"),
+        "sigma-hat": family("sigma_hat"),
+    }
 
 
 # ------------------------------------------------------------------------------------------- runs
