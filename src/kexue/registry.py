@@ -213,9 +213,9 @@ def diffusion_samplers() -> dict[str, Callable[..., Any]]:
 
 # ------------------------------------------------------------------------------------------- runs
 def reproductions() -> dict[str, Any]:
-    from kexue.experiments import noise_vs_gradient_penalty
+    from kexue.experiments import ddim, ddpm, noise_vs_gradient_penalty
 
-    items = [noise_vs_gradient_penalty.REPRODUCTION]
+    items = [noise_vs_gradient_penalty.REPRODUCTION, ddpm.REPRODUCTION, ddim.REPRODUCTION]
     return {r.name: r for r in items}
 
 
