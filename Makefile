@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) --durations=15 tests
 
 demo: $(STAMP)
-	$(BIN)/kexue reproduce noise-vs-gradient-penalty --quick --out runs/demo
+	$(BIN)/kexue reproduce ddim --quick --out runs/demo
 
 bench: $(STAMP)
 	mkdir -p runs/bench
