@@ -147,3 +147,24 @@ def test_bad_arguments(kwargs, match):
     traj = kwargs.pop("traj", schedules.trajectory("even", 1000, 4))
     with pytest.raises(ValueError, match=match):
         ddim.sample(lambda x, t: torch.zeros_like(x), torch.zeros(2, 2), ABAR, traj, **kwargs)
+
+
+@pytest.mark.parametrize("variance, eta", [("ddim", 0.0), ("ddim", 0.7), ("beta", 0.0)])
+def test_the_loop_is_the_step_functions(variance, eta):
+    """sample() precomputes its coefficients; two steps by hand with the primitives give the same x."""
+    gm = GaussianMixture.ring()
+    eps_fn = _oracle_eps(gm)
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    traj = torch.tensor([300, 1000])
+    out = ddim.sample(
+        eps_fn, x, ABAR, traj, variance=variance, eta=eta, generator=torch.Generator().manual_seed(7)
+    )
+    g = torch.Generator().manual_seed(7)
+    a_t, a_s = ABAR[1000], ABAR[300]
+    lam2, var = ddim.reverse_variances(a_t, a_s, variance, eta)
+    x0 = x0_from_eps(x, eps_fn(x, torch.full((16,), 1000)), a_t)
+    mid = ddim.step_mean(x, x0, a_t, a_s, lam2)
+    if var > 0:
+        mid = mid + var.sqrt() * torch.randn(x.shape, generator=g, dtype=F64)
+    last = x0_from_eps(mid, eps_fn(mid, torch.full((16,), 300)), a_s)
+    assert torch.allclose(out, last, rtol=1e-12, atol=1e-12)

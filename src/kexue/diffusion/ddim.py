@@ -96,30 +96,37 @@ def sample(
     deterministic. callback(t, x̂0) sees each step's prediction.
     """
     _check_traj(traj, len(abar) - 1)
-    abar = abar.to(device=x.device, dtype=x.dtype)
     pairs = schedules.steps(traj)
-    for i, (t, s) in enumerate(pairs):
-        a_t, a_s = abar[t], abar[s]
+    # Every coefficient of every step, once, in float64 on the CPU (the loop then only scales tensors by
+    # Python floats: the sampler's own time stays a small fraction of the network's, even at batch 1).
+    t_idx, s_idx = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+    a_t, a_s = abar.double().cpu()[t_idx], abar.double().cpu()[s_idx]
+    lam2, var = reverse_variances(a_t, a_s, variance, eta)
+    g = gamma(a_t, a_s, lam2)
+    c_x = ((1 - a_s - lam2).clamp(min=0) / (1 - a_t)).sqrt()  # the x_t weight of step_mean
+    if max_var_penultimate is not None and len(pairs) > 1:
+        var[-2] = var[-2].clamp(max=max_var_penultimate)
+    coef = torch.stack([a_t.sqrt(), (1 - a_t).sqrt(), lam2, var, g, c_x], 1).tolist()
+    for i, ((t, s), (sqrt_a, sqrt_b, lam2_i, var_i, g_i, c_i)) in enumerate(zip(pairs, coef, strict=True)):
         eps = eps_fn(x, torch.full((len(x),), t, device=x.device, dtype=torch.int64))
-        x0 = x0_from_eps(x, eps, a_t)
+        x0 = (x - sqrt_b * eps) / sqrt_a  # x̂0  [DDPM] eq. 15
         if clip_x0:
             x0 = x0.clamp(-1, 1)
         if callback is not None:
             callback(t, x0)
-        lam2, var = reverse_variances(a_t, a_s, variance, eta)
-        mean = step_mean(x, x0, a_t, a_s, lam2)
+        mean = g_i * x0 + c_i * x  # step_mean  [DDIM] eq. 12
         if s == 0:  # the last step outputs the mean
-            x = mean
-            break
+            return mean
+        std: Tensor | float = math.sqrt(var_i)
         if cov_x0 is not None:
             cov = torch.as_tensor(cov_x0(t, x, eps), dtype=x.dtype, device=x.device).clamp(0, 1)
-            var = lam2 + gamma(a_t, a_s, lam2) ** 2 * cov
-        if max_var_penultimate is not None and i == len(pairs) - 2:
-            var = torch.as_tensor(var).clamp(max=max_var_penultimate)
-        var = torch.as_tensor(var, dtype=x.dtype, device=x.device)
-        if bool((var > 0).any()):
+            v = lam2_i + g_i**2 * cov  # [ADPM] Thm 1
+            if max_var_penultimate is not None and i == len(pairs) - 2:
+                v = v.clamp(max=max_var_penultimate)  # [ADPM] App. F.2
+            std = v.sqrt()
+        if isinstance(std, Tensor) or std > 0:
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = mean + var.sqrt() * z
+            x = mean + std * z
         else:
             x = mean
     return x
