@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kexue.registry import reproductions
+from kexue.registry import benchmarks, reproductions
 from kexue.systems import SYSTEMS, markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +37,8 @@ def test_every_flag_is_backed(system):
     registered = reproductions()
     for name in system.reproductions:
         assert name in registered and system.id in registered[name].systems
+    for name in system.peers:
+        assert name in benchmarks(), name
 
 
 def test_every_registered_reproduction_is_on_the_map():

@@ -213,13 +213,19 @@ def diffusion_samplers() -> dict[str, Callable[..., Any]]:
 
 # ------------------------------------------------------------------------------------------- runs
 def reproductions() -> dict[str, Any]:
-    from kexue.experiments import ddim, ddpm, noise_vs_gradient_penalty
+    from kexue.experiments import ddim, ddpm, noise_vs_gradient_penalty, sde_ode
 
-    items = [noise_vs_gradient_penalty.REPRODUCTION, ddpm.REPRODUCTION, ddim.REPRODUCTION]
+    items = [
+        noise_vs_gradient_penalty.REPRODUCTION,
+        ddpm.REPRODUCTION,
+        ddim.REPRODUCTION,
+        sde_ode.REPRODUCTION,
+    ]
     return {r.name: r for r in items}
 
 
 def benchmarks() -> dict[str, Callable[..., dict]]:
+    from kexue.bench import samplers as bench_samplers
     from kexue.bench import trainer as bench_trainer
 
-    return {"trainer": bench_trainer.run}
+    return {"samplers": bench_samplers.run, "trainer": bench_trainer.run}
