@@ -189,7 +189,7 @@ def ddpm_run(tmp_path_factory):
 def test_train_ddpm_then_sample_with_each_sampler(ddpm_run, capsys, tmp_path):
     config = json.loads((ddpm_run / "config.json").read_text())
     assert config["model"] == "ddpm" and config["model_config"]["shape"] == [1, 8, 8]
-    for sampler in ("ddim", "ddpm", "ddpm-large", "sigma-hat"):
+    for sampler in ("ddim", "ddpm", "ddpm-large", "sigma-hat", "analytic-ddpm", "analytic-ddim", "dpmpp-2m"):
         grid = tmp_path / f"{sampler}.png"
         code, _, err = run(
             capsys,
@@ -220,7 +220,7 @@ def test_train_ddpm_then_sample_with_each_sampler(ddpm_run, capsys, tmp_path):
         (["--steps", "1001"], "--steps must lie in 1..1000"),
         (["--steps", "0"], "--steps must lie in 1..1000"),
         (["--eta", "-1"], "--eta must be ≥ 0"),
-        (["--sampler", "ddpm", "--eta", "0.5"], "--eta applies to --sampler ddim only"),
+        (["--sampler", "ddpm", "--eta", "0.5"], "--eta applies to --sampler ddim and analytic-ddim only"),
     ],
 )
 def test_sample_bad_diffusion_options(ddpm_run, extra, message, capsys):

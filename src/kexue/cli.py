@@ -263,13 +263,25 @@ def _draw(model: Any, run: dict, args: argparse.Namespace, generator: Any) -> An
     eta = 0.0 if args.eta is None else args.eta
     if not eta >= 0:
         raise KexueError(f"--eta must be ≥ 0, got {eta}")
-    if eta and name != "ddim":
-        raise KexueError(f"--eta applies to --sampler ddim only, not {name}")
+    if name.startswith("analytic") and len(model.config.shape) != 3:
+        raise KexueError(f"--sampler {name} needs an image run (its clip and moment assume images)")
+    if eta and name not in ("ddim", "analytic-ddim"):
+        raise KexueError(f"--eta applies to --sampler ddim and analytic-ddim only, not {name}")
     traj = schedules.trajectory(args.trajectory or "even", n_steps, k)
+
+    def training_images():
+        from kexue.data.images import ImageData
+        from kexue.registry import load_data
+
+        data = load_data(run["data"], data_dir=args.data_dir, split="train")
+        if not isinstance(data, ImageData):
+            raise KexueError(f"--sampler {name} estimates its moment on image data; {run['data']} is not")
+        return data.floats("symmetric"), data.levels
+
     device = next(model.parameters()).device
     x = torch.randn(args.n, *model.config.shape, generator=generator, device=device, dtype=torch.float64)
     with torch.no_grad():
-        out = samplers[name](model, x, traj, eta=eta, generator=generator).float()
+        out = samplers[name](model, x, traj, eta=eta, generator=generator, data=training_images).float()
     return ((out + 1) / 2).clamp(0, 1) if len(model.config.shape) == 3 else out  # images → [0, 1]
 
 
@@ -452,7 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="output .npz or .png (default RUN_DIR/samples.npz); the other one is written beside it"
     )
     q.add_argument("--raw", action="store_true", help="use the raw weights even when EMA weights exist")
-    q.add_argument("--sampler", help="diffusion runs: ddim (default), ddpm, ddpm-large, sigma-hat, …")
+    q.add_argument(
+        "--sampler",
+        help="diffusion runs: ddim (default), ddpm, ddpm-large, sigma-hat, analytic-ddpm, analytic-ddim, "
+        "dpmpp-2m",
+    )
+    q.add_argument("--data-dir", help="analytic samplers: where the run's training data lives")
     q.add_argument("--steps", type=int, help="diffusion runs: sampling steps K (default 50)")
     q.add_argument("--eta", type=float, help="diffusion runs, --sampler ddim: η (default 0, deterministic)")
     q.add_argument(

@@ -192,22 +192,53 @@ def model_spec(name: str) -> ModelSpec:
 
 # ------------------------------------------------------------------------------------------- samplers
 def diffusion_samplers() -> dict[str, Callable[..., Any]]:
-    """`kexue sample --sampler NAME`: name → fn(model, x_T, traj, *, eta, generator) → x_0 (float64 loop)."""
-    from kexue.diffusion import ddim
+    """`kexue sample --sampler NAME`: name → fn(model, x_T, traj, *, eta, generator, data) → x_0.
+
+    `data()` returns training images in [−1, 1] and their number of grey levels (Analytic-DPM estimates
+    its moment ms_eps on them at the trajectory's timesteps: 100 draws per timestep).
+    """
+    from kexue.diffusion import analytic, ddim, dpm_solver
 
     def family(variance: str):
-        def run(model, x, traj, *, eta, generator):
+        def run(model, x, traj, *, eta, generator, data):
             return ddim.sample(
                 model.eps, x, model.abar, traj, variance=variance, eta=eta, generator=generator
             )
 
         return run
 
+    def analytic_family(variance: str):
+        def run(model, x, traj, *, eta, generator, data):
+            x0, levels = data()
+            ms = analytic.estimate_ms_eps(
+                model.eps, x0.to(x.device), model.abar, traj, m_per_t=100, generator=generator
+            )
+            return ddim.sample(
+                model.eps,
+                x,
+                model.abar,
+                traj,
+                variance=variance,
+                eta=eta,
+                clip_x0=True,  # [ADPM] App. F.2: x̂0 clipped to the data range
+                cov_x0=analytic.cov_fn(ms, model.abar),
+                max_var_penultimate=analytic.penultimate_max_var(1.0, levels=levels),
+                generator=generator,
+            )
+
+        return run
+
+    def dpmpp_2m(model, x, traj, *, eta, generator, data):
+        return dpm_solver.sample_dpmpp_2m(model.eps, x, model.abar, traj)
+
     return {
         "ddim": family("ddim"),
         "ddpm": family("beta_tilde"),
         "ddpm-large": family("beta"),
         "sigma-hat": family("sigma_hat"),
+        "analytic-ddpm": analytic_family("beta_tilde"),
+        "analytic-ddim": analytic_family("ddim"),
+        "dpmpp-2m": dpmpp_2m,
     }
 
 
