@@ -231,8 +231,6 @@ def test_optimal_trajectory_shapes_and_late_ms_eps_above_one():
     assert split[0] == 1 and split[-1] == n and len(split) == 10 and bool((split.diff() > 0).all())
     assert int((split > n - 20).sum()) >= 1  # K2 ≥ 1 even steps on the dropped tail, the rest by DP on 1..80
     assert split[: int((split <= n - 20).sum())][-1] == n - 20
-    clamp = analytic.optimal_trajectory(bad, abar, 10, bad_steps="clamp")
-    assert clamp[0] == 1 and clamp[-1] == n and len(clamp) == 10
     early = ms.clone()
     early[30:] = 1.01
     with pytest.raises(ValueError, match="too early for the official split"):
@@ -268,8 +266,6 @@ def test_bad_arguments_raise_clear_errors():
         analytic.cov_x0_from_ms_eps(-ms, abar)
     with pytest.raises(ValueError, match=r"K must be an integer in 2\.\.N=10"):
         analytic.optimal_trajectory(ms, abar, 11)
-    with pytest.raises(ValueError, match="unknown bad_steps"):
-        analytic.optimal_trajectory(ms, abar, 4, bad_steps="drop")
     with pytest.raises(ValueError, match="η must be"):
         analytic.optimal_variance_ddim(abar[5], abar[2], 0.5, -0.1)
     ms_missing = ms.clone()

@@ -32,8 +32,6 @@ from torch import Tensor
 from kexue.diffusion import ddim
 from kexue.diffusion.ddpm import q_sample
 
-BAD_STEPS = ("split", "clamp")  # how `optimal_trajectory` treats late steps with ms_eps > 1
-
 
 # --------------------------------------------------------------------------------------------- the moment
 @torch.no_grad()
@@ -231,7 +229,7 @@ def _split(ms: Tensor, n: int, k: int) -> tuple[int, int, int]:
     if n1 < 2 or (num_bad > 0 and k < 3):
         raise ValueError(
             f"ms_eps exceeds 1 from t = {first} on: too early for the official split (it would keep "
-            f"1..{n1}) with K = {k}; re-estimate ms_eps with more samples or use bad_steps='clamp'"
+            f"1..{n1}) with K = {k}; re-estimate ms_eps with more draws per timestep"
         )
     k1 = math.ceil((1 - 0.8 * num_bad / n) * k)
     k1 = min(k1, n1, k - (num_bad > 0))  # at least one even step on the dropped tail
@@ -239,24 +237,23 @@ def _split(ms: Tensor, n: int, k: int) -> tuple[int, int, int]:
     return k1, n1, k - k1
 
 
-def optimal_trajectory(ms_eps: Tensor, abar: Tensor, k: int, *, bad_steps: str = "split") -> Tensor:
+def optimal_trajectory(ms_eps: Tensor, abar: Tensor, k: int) -> Tensor:
     r"""The K-step trajectory 1 = τ_1 < … < τ_K = N minimising Σ_k J(τ_{k−1}, τ_k).  [ADPM] Sec. 4
 
     Dynamic programming: C[1, 1] = 0, C[k, n] = min_s C[k−1, s] + J(s, n), backtracked from τ_K = N.
     Theoretically ms_eps ≤ 1; an estimate above 1 (Monte Carlo or model error, at late t) makes J
-    undefined there. bad_steps chooses what to do:
-    - "split" (the official code's `_dp_seg`): find the first t with ms_eps_t > 1, drop the last
-      2(N − t + 1) timesteps, run the DP with K1 = ⌈(1 − 0.8·dropped/N)·K⌉ steps on 1..N1, and put the
-      remaining K − K1 steps evenly on (N1, N] (round(N − k·(N − N1)/K2), k = 0..K2−1). K1 is kept
-      ≥ K − dropped and, when something was dropped, ≤ K − 1; raises when too little remains.
-    - "clamp": run the DP on all of 1..N with ms_eps clamped to [1 − ᾱ_t/β̄_t, 1], i.e. J of the variance
-      actually used after the Thm 2 clamp of cov_x0 to [0, 1].
+    undefined there, and — worse — ms_eps ≥ 1 claims cov_x0 = 0, i.e. x0 known from x_t, which the DP
+    would exploit by jumping straight to that t (tried: a clamp of ms_eps to 1 gave [1, 770, …] on the
+    digits net, whose x̂0(x_770) is far from x0, and a NELBO of thousands of bits/dim). So kexue does what
+    the official code (`_dp_seg`) does: find the first t with ms_eps_t > 1, drop the last 2(N − t + 1)
+    timesteps, run the DP with K1 = ⌈(1 − 0.8·dropped/N)·K⌉ steps on 1..N1 = N − dropped, and put the
+    other K2 = K − K1 steps evenly on (N1, N] (round(N − i·(N − N1)/K2), i = 0..K2−1). K1 is kept
+    ≥ K − dropped and, when something was dropped, ≤ K − 1. Raises when too little remains (an exceedance
+    before about t = N/2): re-estimate ms_eps with more draws.
     Returns (K,) int64, ascending. K = N gives 1..N.
     """
     ms = _check_ms_eps(ms_eps, abar)
     n = len(abar) - 1
-    if bad_steps not in BAD_STEPS:
-        raise ValueError(f"unknown bad_steps {bad_steps!r}; use one of {', '.join(BAD_STEPS)}")
     if not isinstance(k, int) or not 2 <= k <= n:
         raise ValueError(f"the number of sampling steps K must be an integer in 2..N={n}, got {k!r}")
     if bool(ms[1:].isnan().any()):
@@ -265,11 +262,6 @@ def optimal_trajectory(ms_eps: Tensor, abar: Tensor, k: int, *, bad_steps: str =
         )
     if k == n:
         return torch.arange(1, n + 1, dtype=torch.int64)
-    if bad_steps == "clamp":
-        a = abar.to(torch.float64)
-        lo = (1 - a / (1 - a)).clamp(min=0)  # ms at which cov_x0 reaches its upper clamp 1
-        ms = torch.cat([ms[:1], torch.maximum(ms[1:], lo[1:]).clamp(max=1)])
-        return torch.tensor(_dp(trajectory_cost(ms, abar), n, k), dtype=torch.int64)
     k1, n1, k2 = _split(ms, n, k)
     steps = _dp(trajectory_cost(ms, abar), n1, k1)
     frac = (n - n1) / max(k2, 1)
