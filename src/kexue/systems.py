@@ -305,6 +305,9 @@ SYSTEMS: tuple[System, ...] = (
         [9245],
         [],
         "Analytic-DPM optimal reverse variance and trajectory",
+        modules=("kexue.diffusion.analytic", "kexue.diffusion.likelihood"),
+        tests=("tests/diffusion/test_analytic.py", "tests/diffusion/test_likelihood.py"),
+        reproductions=("analytic-dpm",),
         issue=3,
     ),
     _s(
