@@ -244,13 +244,21 @@ def diffusion_samplers() -> dict[str, Callable[..., Any]]:
 
 # ------------------------------------------------------------------------------------------- runs
 def reproductions() -> dict[str, Any]:
-    from kexue.experiments import analytic_dpm, ddim, ddpm, noise_vs_gradient_penalty, sde_ode
+    from kexue.experiments import (
+        analytic_dpm,
+        ddim,
+        ddpm,
+        extended_analytic_dpm,
+        noise_vs_gradient_penalty,
+        sde_ode,
+    )
 
     items = [
         noise_vs_gradient_penalty.REPRODUCTION,
         ddpm.REPRODUCTION,
         ddim.REPRODUCTION,
         analytic_dpm.REPRODUCTION,
+        extended_analytic_dpm.REPRODUCTION,
         sde_ode.REPRODUCTION,
     ]
     return {r.name: r for r in items}
