@@ -138,5 +138,6 @@ def pretrained(
     if meta.get("hash") != recipe_hash(recipe):
         raise KexueError(f"{where} holds weights of another recipe; delete it to retrain")
     model = DDPM(recipe.model)
-    model.load_state_dict(load_tensors(where / "model_ema.safetensors"))
+    ema = where / "model_ema.safetensors"  # every shipped recipe keeps an EMA; a custom one may not
+    model.load_state_dict(load_tensors(ema if ema.is_file() else where / "model.safetensors"))
     return model.to(device).eval()
