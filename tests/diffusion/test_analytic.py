@@ -274,3 +274,19 @@ def test_bad_arguments_raise_clear_errors():
         analytic.optimal_trajectory(ms_missing, abar, 4)
     with pytest.raises(ValueError, match="timesteps must be"):
         analytic.estimate_ms_eps(lambda x, t: x, torch.zeros(4, 2), abar, torch.tensor([0, 3]))
+
+
+def test_two_step_optimal_trajectory_is_the_only_one_even_with_late_ms_above_one():
+    from kexue.diffusion import analytic, schedules
+
+    abar = schedules.linear_abar(1000)
+    ms = torch.full((1001,), 0.9, dtype=torch.float64)
+    ms[0], ms[995:] = 0.0, 1.01
+    assert analytic.optimal_trajectory(ms, abar, 2).tolist() == [1, 1000]
+
+
+def test_analytic_variance_refuses_eta():
+    from kexue.diffusion import likelihood
+
+    with pytest.raises(ValueError, match="analytic_ddim"):
+        likelihood.VarianceChoice("analytic", 0.5, lambda t, x, e: 0.1)

@@ -168,3 +168,46 @@ def test_the_loop_is_the_step_functions(variance, eta):
         mid = mid + var.sqrt() * torch.randn(x.shape, generator=g, dtype=F64)
     last = x0_from_eps(mid, eps_fn(mid, torch.full((16,), 300)), a_s)
     assert torch.allclose(out, last, rtol=1e-12, atol=1e-12)
+
+
+def test_penultimate_cap_touches_only_the_step_into_tau_1():
+    """K = 2 on [1, N]: the step N → 1 is the penultimate one; capping its σ² at 0 removes all noise."""
+    gm = GaussianMixture.ring()
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    traj = torch.tensor([1, 1000])
+
+    def run(seed, cap):
+        g = torch.Generator().manual_seed(seed)
+        return ddim.sample(
+            _oracle_eps(gm), x, ABAR, traj, variance="beta", max_var_penultimate=cap, generator=g
+        )
+
+    assert not torch.equal(run(1, None), run(2, None))
+    assert torch.equal(run(1, 0.0), run(2, 0.0))
+    three = torch.tensor([1, 500, 1000])  # now the capped step is 500 → 1; the step 1000 → 500 stays random
+    a = ddim.sample(
+        _oracle_eps(gm),
+        x,
+        ABAR,
+        three,
+        variance="beta",
+        max_var_penultimate=0.0,
+        generator=torch.Generator().manual_seed(1),
+    )
+    b = ddim.sample(
+        _oracle_eps(gm),
+        x,
+        ABAR,
+        three,
+        variance="beta",
+        max_var_penultimate=0.0,
+        generator=torch.Generator().manual_seed(2),
+    )
+    assert not torch.equal(a, b)
+
+
+def test_clip_x0_bounds_the_prediction():
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    wild = lambda x, t: -5000 * torch.ones_like(x)  # noqa: E731  x̂0 ≈ x + 50, far outside [−1, 1]
+    out = ddim.sample(wild, x, ABAR, torch.tensor([1]), clip_x0=True)
+    assert torch.equal(out, torch.ones_like(x))  # K = 1 returns x̂0, clipped to 1

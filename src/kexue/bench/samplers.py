@@ -4,7 +4,8 @@ The net is the cached digits ε-net (`kexue.experiments.pretrained_ddpm.pretrain
 8×8 in [−1, 1], linear β, N = 1000). Every row starts from the SAME float64 noise x_N (diffusers gets it
 cast to float32), draws n samples in one batch with K network evaluations (NFE, counted, not assumed), and
 scores them with the digits FID-proxy at the same n (`kexue.metrics.fid_proxy`; comparable only at equal n,
-and `fid_floor` is the real-vs-real value at that n). Samples are clamped to [−1, 1] before scoring.
+and `fid_floor` is the real-vs-real value at min(n, the 1,500 real training images)). Samples are
+clamped to [−1, 1] before scoring.
 
 Rows (trajectories are 1-based kexue timesteps; diffusers' 0-based t is kexue's t − 1):
   diffusers-ddpm       DDPMScheduler, its defaults (σ² = β̃ "fixed_small", clip_sample, "leading")

@@ -262,6 +262,8 @@ def optimal_trajectory(ms_eps: Tensor, abar: Tensor, k: int) -> Tensor:
         )
     if k == n:
         return torch.arange(1, n + 1, dtype=torch.int64)
+    if k == 2:  # the only trajectory with τ_1 = 1 and τ_K = N
+        return torch.tensor([1, n], dtype=torch.int64)
     k1, n1, k2 = _split(ms, n, k)
     steps = _dp(trajectory_cost(ms, abar), n1, k1)
     frac = (n - n1) / max(k2, 1)

@@ -102,6 +102,7 @@ def sample(
     t_idx, s_idx = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
     a_t, a_s = abar.double().cpu()[t_idx], abar.double().cpu()[s_idx]
     lam2, var = reverse_variances(a_t, a_s, variance, eta)
+    var = var.clone()  # λ² and σ² may be one tensor; the cap below must touch σ² only
     g = gamma(a_t, a_s, lam2)
     c_x = ((1 - a_s - lam2).clamp(min=0) / (1 - a_t)).sqrt()  # the x_t weight of step_mean
     if max_var_penultimate is not None and len(pairs) > 1:

@@ -128,7 +128,7 @@ class DDPM(nn.Module):
         eta: float = 0.0,
         trajectory: str = "even",
     ) -> Tensor:
-        """n samples (n, *shape) in [−1, 1] by DDIM (η, K = steps, float64 loop)."""
+        """n samples (n, *shape) on the data's scale [−1, 1] (not clamped), by DDIM (η, K steps, float64)."""
         from kexue.diffusion.ddim import sample as ddim_sample
 
         device = next(self.parameters()).device

@@ -80,6 +80,8 @@ class VarianceChoice:
                 f"variance {self.variance!r} with η = 0: the forward process q_λ is deterministic "
                 "(λ² = 0), so every KL term and the NELBO are +∞; use η > 0"
             )
+        if self.variance == "analytic" and self.eta != 0:
+            raise ValueError("'analytic' is Analytic-DDPM (λ² = β̃); use 'analytic_ddim' for η > 0")
         if self.variance.startswith("analytic") != (self.cov_x0 is not None):
             raise ValueError(
                 "the analytic variances need cov_x0 (or ms_eps), and the others take none; "

@@ -128,9 +128,8 @@ def run(cfg: Config, ctx: Context) -> Outcome:
     )
     data = load_data(RECIPES[cfg.recipe].data, data_dir=cfg.data_dir, split="test")
     fid_proxy = FidProxy(data.name, data_dir=cfg.data_dir, device=ctx.device)
-    floors = [
-        fid_proxy.floor(cfg.n, generator=torch.Generator().manual_seed(s))["fid_proxy"] for s in cfg.seeds
-    ]
+    floor_runs = [fid_proxy.floor(cfg.n, generator=torch.Generator().manual_seed(s)) for s in cfg.seeds]
+    floors, floor_n = [f["fid_proxy"] for f in floor_runs], floor_runs[0]["n"]  # n ≤ the real training set
     ctx.say(
         f"ε-net ready ({time.perf_counter() - t0:.0f} s); "
         f"real-vs-real FID-proxy floor {statistics.fmean(floors):.2f}"
@@ -160,9 +159,9 @@ def run(cfg: Config, ctx: Context) -> Outcome:
     report = (
         f"ε-net: recipe `{cfg.recipe}` ({n_params / 1e6:.1f}M parameters, EMA "
         f"weights), trajectory `{cfg.trajectory}`, N = {model.config.steps}. FID-proxy on n = {cfg.n} "
-        f"samples against the {len(data)} held-out {data.name} images; real-vs-real floor at the same n: "
-        f"{statistics.fmean(floors):.2f}. Seeds {list(cfg.seeds)}: each seed starts every sampler from the "
-        "same noise x_T, so differences between rows are paired.\n\n"
+        f"samples against the {len(data)} held-out {data.name} images; real-vs-real floor (n = {floor_n} "
+        f"real training images): {statistics.fmean(floors):.2f}. Seeds {list(cfg.seeds)}: each seed starts "
+        "every sampler from the same noise x_T, so differences between rows are paired.\n\n"
         "### FID-proxy, mean ± standard error over seeds (DDIM Table 1 in shape)\n\n"
         + markdown_table(table)
         + "\n\nChanges of the FID-proxy between consecutive η at S = "
@@ -187,6 +186,7 @@ def run(cfg: Config, ctx: Context) -> Outcome:
         extra={
             "encode_decode": encode_rows,
             "fid_floor": statistics.fmean(floors),
+            "fid_floor_n": floor_n,
             "trajectory": cfg.trajectory,
             "n": cfg.n,
             **found,

@@ -83,7 +83,7 @@ def _checks(rows: list[dict]) -> tuple[dict[str, bool], dict]:
     checks = {
         "fid_falls_with_training": mean("ema", last) < mean("ema", first) / 3
         and mean("raw", last) < mean("raw", first) / 3,
-        "ema_beats_raw_at_the_end": gap > 0,
+        "ema_beats_raw_at_the_end": gap > 2 * se,  # NaN (one seed) fails
     }
     return checks, {"raw_minus_ema_fid_at_end": gap, "raw_minus_ema_stderr": se}
 
@@ -101,9 +101,8 @@ def run(cfg: Config, ctx: Context) -> Outcome:
     if tuple(cfg.model.shape) != tuple(train.shape):
         raise ValueError(f"model shape {cfg.model.shape} does not match the {cfg.data} images {train.shape}")
     fid_proxy = FidProxy(cfg.data, data_dir=cfg.data_dir, device=ctx.device)
-    floor = statistics.fmean(
-        fid_proxy.floor(cfg.n, generator=torch.Generator().manual_seed(s))["fid_proxy"] for s in cfg.seeds
-    )
+    floor_runs = [fid_proxy.floor(cfg.n, generator=torch.Generator().manual_seed(s)) for s in cfg.seeds]
+    floor, floor_n = statistics.fmean(f["fid_proxy"] for f in floor_runs), floor_runs[0]["n"]
     rows: list[dict] = []
 
     def evaluator(weights: str):
@@ -166,7 +165,7 @@ def run(cfg: Config, ctx: Context) -> Outcome:
         f"of batch {cfg.train.batch_size}, lr {cfg.train.lr:g}, EMA decay {cfg.train.ema_decay}. "
         f"FID-proxy on n = {cfg.n} "
         f"samples (DDIM η = 0, {cfg.eval_steps} steps, even trajectory), mean over sampling seeds "
-        f"{list(cfg.seeds)}; real-vs-real floor at the same n: {floor:.2f}.\n\n"
+        f"{list(cfg.seeds)}; real-vs-real floor (n = {floor_n} real training images): {floor:.2f}.\n\n"
         "### FID-proxy against training steps\n\n"
         + markdown_table(table)
         + "\n\nAt the end, raw − EMA FID-proxy (paired on the starting noise): "
@@ -185,7 +184,13 @@ def run(cfg: Config, ctx: Context) -> Outcome:
         checks=checks,
         report=report,
         figures=figures,
-        extra={**extra, **found, "fid_floor": floor, "model_config": asdict(cfg.model)},
+        extra={
+            **extra,
+            **found,
+            "fid_floor": floor,
+            "fid_floor_n": floor_n,
+            "model_config": asdict(cfg.model),
+        },
     )
 
 
@@ -228,8 +233,8 @@ REPRODUCTION = Reproduction(
     ),
     expectation=(
         "The FID-proxy at the last evaluation is below a third of the first evaluation's, for raw and EMA "
-        "weights; at the last evaluation the EMA weights' mean FID-proxy is below the raw weights' on the "
-        "same starting noise (the paired difference and its standard error are reported)."
+        "weights; at the last evaluation the EMA weights' FID-proxy is below the raw weights' on the "
+        "same starting noise by more than 2 standard errors of the seed-paired difference."
     ),
     paper=PAPER,
     presets={"quick": QUICK, "full": FULL},
