@@ -53,25 +53,24 @@ class GaussianMixture:
         z = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)
         return self.means[k] + self.stds[k, None] * z  # (n, D)
 
+    def _logits(self, x: Tensor, abar_t: float | Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """log π_k N(x; √ᾱ μ_k, v_k I) (n, K), v (K,), x − √ᾱ μ_k (n, K, D); on x's device, float64."""
+        x = x.double()
+        a = torch.as_tensor(abar_t, dtype=torch.float64).to(x.device)
+        means, stds, weights = (p.to(x.device) for p in (self.means, self.stds, self.weights))
+        v = a * stds**2 + (1 - a)  # (K,)
+        diff = x[:, None, :] - a.sqrt() * means[None]  # (n, K, D)
+        logits = weights.log() - 0.5 * (diff**2).sum(-1) / v - 0.5 * self.dim * torch.log(2 * math.pi * v)
+        return logits, v, diff
+
     def _parts(self, x: Tensor, abar_t: float | Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Responsibilities r (n, K), variances v (K,), centred x − √ᾱ μ_k (n, K, D) under q_t."""
-        a = torch.as_tensor(abar_t, dtype=torch.float64)
-        v = a * self.stds**2 + (1 - a)  # (K,)
-        diff = x[:, None, :] - a.sqrt() * self.means[None]  # (n, K, D)
-        logits = (
-            self.weights.log() - 0.5 * (diff**2).sum(-1) / v - 0.5 * self.dim * torch.log(2 * math.pi * v)
-        )
+        logits, v, diff = self._logits(x, abar_t)
         return logits.softmax(-1), v, diff
 
     def log_prob(self, x: Tensor, abar_t: float | Tensor = 1.0) -> Tensor:
         """log q_t(x), (n, D) → (n,); abar_t = 1 gives the data density."""
-        a = torch.as_tensor(abar_t, dtype=torch.float64)
-        v = a * self.stds**2 + (1 - a)
-        diff = x.double()[:, None, :] - a.sqrt() * self.means[None]
-        logits = (
-            self.weights.log() - 0.5 * (diff**2).sum(-1) / v - 0.5 * self.dim * torch.log(2 * math.pi * v)
-        )
-        return logits.logsumexp(-1)
+        return self._logits(x, abar_t)[0].logsumexp(-1)
 
     def score(self, x: Tensor, abar_t: float | Tensor) -> Tensor:
         """∇_x log q_t(x) = −Σ_k r_k (x − √ᾱ μ_k)/v_k, (n, D)."""
@@ -87,8 +86,10 @@ class GaussianMixture:
         """E[x0|x_t] (n, D) and the diagonal of Cov[x0|x_t] (n, D), by the law of total variance."""
         a = torch.as_tensor(abar_t, dtype=torch.float64)
         r, v, diff = self._parts(x.double(), a)
-        s2 = self.stds**2
-        m_k = self.means[None] + (a.sqrt() * s2 / v)[None, :, None] * diff  # (n, K, D) E[x0|x_t, k]
+        a, s2 = a.to(x.device), self.stds.to(x.device) ** 2
+        m_k = (
+            self.means.to(x.device)[None] + (a.sqrt() * s2 / v)[None, :, None] * diff
+        )  # (n, K, D) E[x0|x_t, k]
         c_k = s2 * (1 - a) / v  # (K,) Var[x0|x_t, k] per dimension
         mean = (r[..., None] * m_k).sum(1)
         second = (r[..., None] * (m_k**2 + c_k[None, :, None])).sum(1)
