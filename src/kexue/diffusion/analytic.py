@@ -62,6 +62,37 @@ def estimate_ms_eps(
     Returns the (N + 1,) table (NaN where not estimated, 0 at t = 0), and with with_stderr also the
     Monte Carlo standard error of each entry (same layout).
     """
+
+    def stats(noise: Tensor, eps: Tensor) -> Tensor:  # (B, 2): ‖ε_θ‖²/d and ‖ε‖²/d (E = 1: control variate)
+        return torch.stack([eps.flatten(1).pow(2).mean(1), noise.flatten(1).pow(2).mean(1)], 1)
+
+    ts, values = monte_carlo_per_t(
+        stats, eps_fn, x0, abar, timesteps, m_per_t=m_per_t, generator=generator, batch_size=batch_size
+    )
+    v, w = values.unbind(-1)  # (T, m) each
+    if control_variate and m_per_t > 1:
+        half = torch.arange(m_per_t) % 2  # cross-fitting: c for one half from the other half
+        c = torch.stack([v[:, half == h].mean(1).clamp(0, 1) ** 2 for h in (1, 0)], 1)  # (T, 2)
+        v = v - c[:, half] * (w - 1)  # same expectation, far less variance where ε_θ ≈ ε
+    return timestep_table(ts, v, len(abar) - 1, with_stderr=with_stderr, clamp_min=0.0)
+
+
+def monte_carlo_per_t(
+    stats,
+    eps_fn: ddim.EpsFn,
+    x0: Tensor,
+    abar: Tensor,
+    timesteps: Tensor | None,
+    *,
+    m_per_t: int,
+    generator: torch.Generator | None,
+    batch_size: int,
+) -> tuple[Tensor, Tensor]:
+    """m_per_t draws (x0 row, ε) per timestep of stats(ε, ε_θ(x_t, t)) → (B, C): returns ts (T,), (T, m, C).
+
+    Each draw takes a uniformly random row of x0 and fresh noise from `generator`; draws of different
+    timesteps share network batches of up to `batch_size` rows (eps_fn gets a (B,) tensor of mixed t).
+    """
     n = len(abar) - 1
     ts = torch.arange(1, n + 1) if timesteps is None else timesteps.to(torch.int64).cpu()
     if ts.dim() != 1 or len(ts) == 0 or int(ts.min()) < 1 or int(ts.max()) > n:
@@ -69,29 +100,30 @@ def estimate_ms_eps(
     if not (isinstance(m_per_t, int) and m_per_t >= 1) or batch_size < 1:
         raise ValueError(f"m_per_t and batch_size must be integers ≥ 1, got {m_per_t}, {batch_size}")
     flat_t = ts.repeat_interleave(m_per_t)  # (T·m,) every timestep m times
-    values = torch.empty(len(flat_t), 2, dtype=torch.float64)
+    chunks = []
     for lo in range(0, len(flat_t), batch_size):
         t = flat_t[lo : lo + batch_size].to(x0.device)  # (B,)
         idx = torch.randint(len(x0), (len(t),), generator=generator, device=x0.device)
         noise = torch.randn((len(t), *x0.shape[1:]), generator=generator, device=x0.device, dtype=x0.dtype)
         eps = eps_fn(q_sample(x0[idx], t, abar, noise), t)
-        v = eps.flatten(1).pow(2).mean(1)  # ‖ε_θ‖²/d per draw, (B,)
-        w = noise.flatten(1).pow(2).mean(1)  # ‖ε‖²/d, the control variate: E w = 1
-        values[lo : lo + len(t)] = torch.stack([v, w], 1).double().cpu()
-    v, w = values.view(len(ts), m_per_t, 2).unbind(-1)  # (T, m) each
-    if control_variate and m_per_t > 1:
-        half = torch.arange(m_per_t) % 2  # cross-fitting: c for one half from the other half
-        c = torch.stack([v[:, half == h].mean(1).clamp(0, 1) ** 2 for h in (1, 0)], 1)  # (T, 2)
-        v = v - c[:, half] * (w - 1)  # same expectation, far less variance where ε_θ ≈ ε
-    per_t = v  # (T, m) adjusted draws
+        chunks.append(stats(noise, eps).double().cpu())  # (B, C)
+    return ts, torch.cat(chunks).view(len(ts), m_per_t, -1)
+
+
+def timestep_table(
+    ts: Tensor, per_t: Tensor, n: int, *, with_stderr: bool, clamp_min: float | None = None
+) -> Tensor | tuple[Tensor, Tensor]:
+    """(T, m) draws → the (N + 1,) float64 table of their means (NaN where not estimated, 0 at t = 0),
+    and with with_stderr the standard error of each entry in the same layout."""
+    m = per_t.shape[1]
     table = torch.full((n + 1,), math.nan, dtype=torch.float64)
     table[0] = 0.0
-    table[ts] = per_t.mean(1).clamp(min=0)
+    table[ts] = per_t.mean(1) if clamp_min is None else per_t.mean(1).clamp(min=clamp_min)
     if not with_stderr:
         return table
     se = torch.full((n + 1,), math.nan, dtype=torch.float64)
     se[0] = 0.0
-    se[ts] = per_t.std(1, correction=1) / math.sqrt(m_per_t) if m_per_t > 1 else math.inf
+    se[ts] = per_t.std(1, correction=1) / math.sqrt(m) if m > 1 else math.inf
     return table, se
 
 

@@ -39,13 +39,12 @@ scalar NPR, σ̄_t² = (β̄_t/ᾱ_t)·E‖ε − ε_θ(x_t)‖²/d from (x0, ε
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from kexue.diffusion import ddim
+from kexue.diffusion import analytic, ddim
 from kexue.diffusion.ddpm import DDPM, q_sample
 
 KINDS = ("sn", "npr", "sn_skip")  # head kinds (module table); ExtendedDPM trains ("sn", "npr") by default
@@ -244,30 +243,14 @@ def estimate_ms_residual(
     `analytic.estimate_ms_eps`: the (N + 1,) float64 table, NaN where not estimated, 0 at t = 0; with
     with_stderr also the standard error of each entry.
     """
-    n = len(abar) - 1
-    ts = torch.arange(1, n + 1) if timesteps is None else timesteps.to(torch.int64).cpu()
-    if ts.dim() != 1 or len(ts) == 0 or int(ts.min()) < 1 or int(ts.max()) > n:
-        raise ValueError(f"timesteps must be a non-empty 1-D tensor of values in 1..N={n}")
-    if not (isinstance(m_per_t, int) and m_per_t >= 1) or batch_size < 1:
-        raise ValueError(f"m_per_t and batch_size must be integers ≥ 1, got {m_per_t}, {batch_size}")
-    flat_t = ts.repeat_interleave(m_per_t)  # (T·m,)
-    values = torch.empty(len(flat_t), dtype=torch.float64)
-    for lo in range(0, len(flat_t), batch_size):
-        t = flat_t[lo : lo + batch_size].to(x0.device)  # (B,)
-        idx = torch.randint(len(x0), (len(t),), generator=generator, device=x0.device)
-        noise = torch.randn((len(t), *x0.shape[1:]), generator=generator, device=x0.device, dtype=x0.dtype)
-        eps = eps_fn(q_sample(x0[idx], t, abar, noise), t)
-        values[lo : lo + len(t)] = (noise - eps).flatten(1).pow(2).mean(1).double().cpu()  # ‖ε − ε_θ‖²/d
-    per_t = values.view(len(ts), m_per_t)  # (T, m)
-    table = torch.full((n + 1,), math.nan, dtype=torch.float64)
-    table[0] = 0.0
-    table[ts] = per_t.mean(1)
-    if not with_stderr:
-        return table
-    se = torch.full((n + 1,), math.nan, dtype=torch.float64)
-    se[0] = 0.0
-    se[ts] = per_t.std(1, correction=1) / math.sqrt(m_per_t) if m_per_t > 1 else math.inf
-    return table, se
+
+    def stats(noise: Tensor, eps: Tensor) -> Tensor:  # (B, 1): ‖ε − ε_θ‖²/d per draw
+        return (noise - eps).flatten(1).pow(2).mean(1, keepdim=True)
+
+    ts, values = analytic.monte_carlo_per_t(
+        stats, eps_fn, x0, abar, timesteps, m_per_t=m_per_t, generator=generator, batch_size=batch_size
+    )
+    return analytic.timestep_table(ts, values[..., 0], len(abar) - 1, with_stderr=with_stderr)
 
 
 def cov_x0_from_ms_residual(ms_res: Tensor, abar: Tensor) -> Tensor:
