@@ -51,3 +51,19 @@ class Crash(Callback):
     def on_step_end(self, trainer, logs):
         if trainer.step == self.at:
             raise KeyboardInterrupt
+
+
+def install_tiny_recipe(monkeypatch, tmp_path, *, steps: int = 100) -> str:
+    """Register recipe "tiny" (N = steps, a 32-wide ResMLP, 20 training steps) with a private cache."""
+    from kexue.diffusion.ddpm import DDPMConfig
+    from kexue.experiments import pretrained_ddpm
+    from kexue.train.trainer import TrainConfig
+
+    monkeypatch.setenv("KEXUE_CACHE", str(tmp_path / "cache"))
+    tiny = pretrained_ddpm.DDPMRecipe(
+        "digits",
+        DDPMConfig(shape=(1, 8, 8), width=32, depth=1, steps=steps),
+        TrainConfig(steps=20, batch_size=64, ema_decay=0.9, progress=False),
+    )
+    monkeypatch.setitem(pretrained_ddpm.RECIPES, "tiny", tiny)
+    return "tiny"

@@ -8,23 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from kexue.diffusion.ddpm import DDPMConfig
-from kexue.experiments import pretrained_ddpm
 from kexue.experiments import sde_ode as repro
 from kexue.experiments.runner import execute
-from kexue.train.trainer import TrainConfig
-
-
-@pytest.fixture
-def tiny_recipe(monkeypatch, tmp_path):
-    monkeypatch.setenv("KEXUE_CACHE", str(tmp_path / "cache"))
-    tiny = pretrained_ddpm.DDPMRecipe(
-        "digits",
-        DDPMConfig(shape=(1, 8, 8), width=32, depth=1, steps=100),
-        TrainConfig(steps=20, batch_size=64, ema_decay=0.9, progress=False),
-    )
-    monkeypatch.setitem(pretrained_ddpm.RECIPES, "tiny", tiny)
-    return "tiny"
 
 
 def test_tiny_run_writes_the_contract(tiny_recipe, tmp_path):
