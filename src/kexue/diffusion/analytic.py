@@ -154,14 +154,17 @@ def cov_x0_from_ms_eps(ms_eps: Tensor, abar: Tensor) -> Tensor:
 
 def cov_fn(ms_eps: Tensor, abar: Tensor) -> ddim.CovFn:
     """The `cov_x0(t, x_t, ε̂)` callable that `ddim.sample` and `likelihood.nelbo` take, from ms_eps."""
-    cov = cov_x0_from_ms_eps(ms_eps, abar)
+    return table_cov_fn(cov_x0_from_ms_eps(ms_eps, abar), "ms_eps", "estimate_ms_eps")
+
+
+def table_cov_fn(cov: Tensor, moment: str, estimator: str) -> ddim.CovFn:
+    """A scalar-per-timestep (N + 1,) cov_x0 table as the sampler's `cov_x0(t, x_t, ε̂)` callable; a NaN
+    entry (the moment was not estimated at t) raises, naming the moment and its estimator."""
 
     def cov_x0(t: int, x: Tensor, eps: Tensor) -> Tensor:
         c = cov[int(t)]
         if bool(c.isnan()):
-            raise ValueError(
-                f"ms_eps was not estimated at t = {int(t)}; pass that timestep to estimate_ms_eps"
-            )
+            raise ValueError(f"{moment} was not estimated at t = {int(t)}; pass that timestep to {estimator}")
         return c
 
     return cov_x0

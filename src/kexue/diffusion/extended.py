@@ -270,14 +270,4 @@ def cov_x0_from_ms_residual(ms_res: Tensor, abar: Tensor) -> Tensor:
 
 def npr_scalar_cov_fn(ms_res: Tensor, abar: Tensor) -> ddim.CovFn:
     """The `cov_x0(t, x_t, ε̂)` callable of the training-free scalar NPR, from `estimate_ms_residual`."""
-    cov = cov_x0_from_ms_residual(ms_res, abar)
-
-    def cov_x0(t: int, x: Tensor, eps: Tensor) -> Tensor:
-        c = cov[int(t)]
-        if bool(c.isnan()):
-            raise ValueError(
-                f"ms_res was not estimated at t = {int(t)}; pass that timestep to estimate_ms_residual"
-            )
-        return c
-
-    return cov_x0
+    return analytic.table_cov_fn(cov_x0_from_ms_residual(ms_res, abar), "ms_res", "estimate_ms_residual")
