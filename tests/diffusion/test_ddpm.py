@@ -103,6 +103,8 @@ def test_ddpm_model_loss_and_shapes():
         ({"net": "transformer"}, "net"),
         ({"net": "unet", "shape": (64,)}, "U-Net"),
         ({"steps": 1}, "steps"),
+        ({"net": "unet", "shape": (1, 8, 8), "width": 12}, "multiple of 8"),
+        ({"width": 33}, "must be even"),
     ],
 )
 def test_bad_config(kwargs, match):

@@ -78,6 +78,12 @@ class DDPMConfig:
             raise ValueError(f"steps must be an integer ≥ 2, got {self.steps!r}")
         if self.width < 1 or self.depth < 1 or not 0 <= self.dropout < 1:
             raise ValueError("width and depth must be ≥ 1 and dropout in [0, 1)")
+        if self.net == "unet" and self.width % 8:
+            raise ValueError(
+                f"the U-Net's width must be a multiple of 8 (GroupNorm of 8 groups), got {self.width}"
+            )
+        if self.net == "resmlp" and self.width % 2:
+            raise ValueError(f"the ResMLP's width must be even (sinusoidal time embedding), got {self.width}")
 
 
 class DDPM(nn.Module):

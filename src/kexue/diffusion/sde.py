@@ -173,6 +173,8 @@ def score_from_eps(eps_fn: EpsFn, sde: SDE, n: int = 1000, *, abar: Tensor | Non
     if sde.kind != "vp":
         raise ValueError(f"a DDPM ε-net is a VP model; got a {sde.kind!r} SDE")
     neg_log_abar = None if abar is None else -abar.to(torch.float64).log()  # (N + 1,) increasing from 0
+    if abar is not None and len(abar) - 1 != n:
+        raise ValueError(f"abar has N = {len(abar) - 1} steps but n = {n}; pass n=len(abar) - 1")
 
     def step_of(t: float) -> float:
         if neg_log_abar is None:
