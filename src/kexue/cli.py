@@ -109,6 +109,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         for s in SYSTEMS:
             print(f"{s.id:>2}  {s.name:<24} {s.family:<11} {status_text(s):<44} {s.url}")
+            if s.note and any(s.flags.values()):
+                print(f"{'':<40}note: {s.note}")
     return 0
 
 
