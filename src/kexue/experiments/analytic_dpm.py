@@ -230,20 +230,16 @@ def _checks(cfg: Config, per_image: dict, fid_rows: list[dict], n: int) -> tuple
 
 # --------------------------------------------------------------------------------------------- run
 def run(cfg: Config, ctx: Context) -> Outcome:
-    from kexue.experiments.pretrained_ddpm import RECIPES, pretrained
+    from kexue.experiments.pretrained_ddpm import pretrained_with_data
     from kexue.metrics.fid_proxy import FidProxy
-    from kexue.registry import load_data
 
     t0 = time.perf_counter()
-    model = pretrained(
+    model, train, test = pretrained_with_data(
         cfg.recipe, data_dir=cfg.data_dir, device=ctx.device, progress=ctx.progress, say=ctx.say
     )
-    abar, n = model.abar, model.config.steps
+    abar, n, name = model.abar, model.config.steps, train.name
     if max(cfg.ks) > n or cfg.fid_k > n:
         raise ValueError(f"K must be ≤ N = {n}; got ks {cfg.ks} and fid_k {cfg.fid_k}")
-    name = RECIPES[cfg.recipe].data
-    train = load_data(name, data_dir=cfg.data_dir, split="train")
-    test = load_data(name, data_dir=cfg.data_dir, split="test")
     shape = (-1, *model.config.shape)
     x_train = train.floats("symmetric").reshape(shape).to(ctx.device, torch.float64)
     x_test = (

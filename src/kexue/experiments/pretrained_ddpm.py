@@ -141,3 +141,23 @@ def pretrained(
     ema = where / "model_ema.safetensors"  # every shipped recipe keeps an EMA; a custom one may not
     model.load_state_dict(load_tensors(ema if ema.is_file() else where / "model.safetensors"))
     return model.to(device).eval()
+
+
+def pretrained_with_data(
+    name: str,
+    *,
+    data_dir: str | None = None,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    say=lambda message: None,
+):
+    """(ε-net, train split, test split) of recipe `name`: where reproductions on a cached net start."""
+    from kexue.registry import load_data
+
+    model = pretrained(name, data_dir=data_dir, device=device, progress=progress, say=say)
+    data = _recipe(name).data
+    return (
+        model,
+        load_data(data, data_dir=data_dir, split="train"),
+        load_data(data, data_dir=data_dir, split="test"),
+    )
