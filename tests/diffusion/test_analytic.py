@@ -16,19 +16,6 @@ from kexue.diffusion.oracle import GaussianMixture
 F64 = torch.float64
 
 
-def oracle_eps_fn(gm: GaussianMixture, abar: torch.Tensor):
-    """ε*(x_t, t) for a (B,) tensor of mixed timesteps."""
-
-    def eps_fn(x, t):
-        out = torch.empty_like(x)
-        for tv in t.unique():
-            m = t == tv
-            out[m] = gm.eps(x[m], abar[int(tv)])
-        return out
-
-    return eps_fn
-
-
 def gaussian(d: int = 3, s: float = 0.5, mu: float = 0.3) -> GaussianMixture:
     """N(μ·1, s²I) as a one-component mixture."""
     return GaussianMixture(
@@ -124,7 +111,7 @@ def test_oracle_moment_matches_gaussian_closed_form(gen, control_variate):
     gm, abar = gaussian(s=s), schedules.linear_abar(n, 1e-3, 0.2)
     ts = torch.tensor([1, 5, 20, 50])
     ms, se = analytic.estimate_ms_eps(
-        oracle_eps_fn(gm, abar),
+        gm.eps_fn(abar),
         gm.sample(5000, generator=gen),
         abar,
         ts,
@@ -153,7 +140,7 @@ def test_oracle_moment_matches_gaussian_closed_form(gen, control_variate):
 def test_control_variate_shrinks_the_error_where_eps_is_nearly_the_noise(gen):
     gm, abar = gaussian(d=8, s=0.5), schedules.linear_abar(100, 1e-3, 0.2)
     ts = torch.tensor([90, 100])
-    args = (oracle_eps_fn(gm, abar), gm.sample(1000, generator=gen), abar, ts)
+    args = (gm.eps_fn(abar), gm.sample(1000, generator=gen), abar, ts)
     _, se_plain = analytic.estimate_ms_eps(
         *args, m_per_t=400, generator=gen, control_variate=False, with_stderr=True
     )
@@ -166,7 +153,7 @@ def test_oracle_ms_eps_is_at_most_one_on_the_ring(gen):
     gm, abar = GaussianMixture.ring(), schedules.linear_abar(1000)
     ts = torch.tensor([1, 10, 100, 300, 600, 1000])
     ms, se = analytic.estimate_ms_eps(
-        oracle_eps_fn(gm, abar),
+        gm.eps_fn(abar),
         gm.sample(4000, generator=gen),
         abar,
         ts,
@@ -188,8 +175,8 @@ def test_analytic_ddpm_sampling_is_exact_for_gaussian_data(gen):
     ms[0] = 0
     x = torch.randn(20000, 2, generator=gen, dtype=F64)
     kw = dict(variance="beta_tilde", generator=gen)
-    out = ddim.sample(oracle_eps_fn(gm, abar), x, abar, traj, cov_x0=analytic.cov_fn(ms, abar), **kw)
-    out_small = ddim.sample(oracle_eps_fn(gm, abar), x, abar, traj, **kw)
+    out = ddim.sample(gm.eps_fn(abar), x, abar, traj, cov_x0=analytic.cov_fn(ms, abar), **kw)
+    out_small = ddim.sample(gm.eps_fn(abar), x, abar, traj, **kw)
     post1 = s**2 * (1 - abar[1]) / (abar[1] * s**2 + 1 - abar[1])
     assert float(out.var()) == pytest.approx(s**2 - float(post1), rel=0.03)
     assert float(out_small.var()) < 0.8 * s**2  # σ² = β̃ under-disperses at few steps

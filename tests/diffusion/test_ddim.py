@@ -49,23 +49,16 @@ def test_gamma_matches_the_ddpm_posterior_weight_and_corollary():
         assert g.item() == pytest.approx((a_s.sqrt() * b_ts / (1 - a_t)).item(), rel=1e-10)
 
 
-def _oracle_eps(gm):
-    def eps_fn(x, t):
-        return gm.eps(x, ABAR[int(t[0])])
-
-    return eps_fn
-
-
 def test_eta_zero_is_deterministic_and_other_etas_use_the_generator():
     gm = GaussianMixture.ring()
     x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     traj = schedules.trajectory("even", 1000, 10)
-    a = ddim.sample(_oracle_eps(gm), x, ABAR, traj, eta=0.0, generator=torch.Generator().manual_seed(1))
-    b = ddim.sample(_oracle_eps(gm), x, ABAR, traj, eta=0.0, generator=torch.Generator().manual_seed(2))
+    a = ddim.sample(gm.eps_fn(ABAR), x, ABAR, traj, eta=0.0, generator=torch.Generator().manual_seed(1))
+    b = ddim.sample(gm.eps_fn(ABAR), x, ABAR, traj, eta=0.0, generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, b)
-    c = ddim.sample(_oracle_eps(gm), x, ABAR, traj, eta=0.5, generator=torch.Generator().manual_seed(1))
-    d = ddim.sample(_oracle_eps(gm), x, ABAR, traj, eta=0.5, generator=torch.Generator().manual_seed(1))
-    e = ddim.sample(_oracle_eps(gm), x, ABAR, traj, eta=0.5, generator=torch.Generator().manual_seed(2))
+    c = ddim.sample(gm.eps_fn(ABAR), x, ABAR, traj, eta=0.5, generator=torch.Generator().manual_seed(1))
+    d = ddim.sample(gm.eps_fn(ABAR), x, ABAR, traj, eta=0.5, generator=torch.Generator().manual_seed(1))
+    e = ddim.sample(gm.eps_fn(ABAR), x, ABAR, traj, eta=0.5, generator=torch.Generator().manual_seed(2))
     assert torch.equal(c, d) and not torch.equal(c, e)
 
 
@@ -75,7 +68,7 @@ def test_last_step_returns_the_prediction_without_noise():
     x = torch.randn(8, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     traj = torch.tensor([1000])
     out = ddim.sample(
-        _oracle_eps(gm), x, ABAR, traj, variance="beta", generator=torch.Generator().manual_seed(5)
+        gm.eps_fn(ABAR), x, ABAR, traj, variance="beta", generator=torch.Generator().manual_seed(5)
     )
     assert torch.allclose(out, x0_from_eps(x, gm.eps(x, ABAR[1000]), ABAR[1000]), atol=1e-12)
 
@@ -91,7 +84,7 @@ def test_samplers_reach_gaussian_data_with_the_oracle(variance, eta):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(20_000, 2, generator=g, dtype=F64)
     out = ddim.sample(
-        _oracle_eps(gm),
+        gm.eps_fn(ABAR),
         x,
         ABAR,
         schedules.trajectory("even", 1000, 1000),
@@ -110,8 +103,8 @@ def test_encode_decode_error_falls_with_k():
     errors = []
     for k in (5, 20, 100):
         traj = schedules.trajectory("even", 1000, k)
-        xt = ddim.encode(_oracle_eps(gm), x0, ABAR, traj)
-        back = ddim.sample(_oracle_eps(gm), xt, ABAR, traj, eta=0.0)
+        xt = ddim.encode(gm.eps_fn(ABAR), x0, ABAR, traj)
+        back = ddim.sample(gm.eps_fn(ABAR), xt, ABAR, traj, eta=0.0)
         errors.append((back - x0).pow(2).mean().item())
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 1e-3
@@ -153,7 +146,7 @@ def test_bad_arguments(kwargs, match):
 def test_the_loop_is_the_step_functions(variance, eta):
     """sample() precomputes its coefficients; two steps by hand with the primitives give the same x."""
     gm = GaussianMixture.ring()
-    eps_fn = _oracle_eps(gm)
+    eps_fn = gm.eps_fn(ABAR)
     x = torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
     traj = torch.tensor([300, 1000])
     out = ddim.sample(
@@ -179,14 +172,14 @@ def test_penultimate_cap_touches_only_the_step_into_tau_1():
     def run(seed, cap):
         g = torch.Generator().manual_seed(seed)
         return ddim.sample(
-            _oracle_eps(gm), x, ABAR, traj, variance="beta", max_var_penultimate=cap, generator=g
+            gm.eps_fn(ABAR), x, ABAR, traj, variance="beta", max_var_penultimate=cap, generator=g
         )
 
     assert not torch.equal(run(1, None), run(2, None))
     assert torch.equal(run(1, 0.0), run(2, 0.0))
     three = torch.tensor([1, 500, 1000])  # now the capped step is 500 → 1; the step 1000 → 500 stays random
     a = ddim.sample(
-        _oracle_eps(gm),
+        gm.eps_fn(ABAR),
         x,
         ABAR,
         three,
@@ -195,7 +188,7 @@ def test_penultimate_cap_touches_only_the_step_into_tau_1():
         generator=torch.Generator().manual_seed(1),
     )
     b = ddim.sample(
-        _oracle_eps(gm),
+        gm.eps_fn(ABAR),
         x,
         ABAR,
         three,

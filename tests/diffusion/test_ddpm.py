@@ -110,3 +110,16 @@ def test_ddpm_model_loss_and_shapes():
 def test_bad_config(kwargs, match):
     with pytest.raises(ValueError, match=match):
         DDPMConfig(**kwargs)
+
+
+def test_oracle_takes_per_row_abar():
+    """eps/x0_moments with an (n,) ᾱ equal the per-timestep evaluations row by row (eps_fn relies on it)."""
+    gm, abar = GaussianMixture.ring(), schedules.linear_abar(1000)
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    t = torch.tensor([1, 7, 7, 500, 1000])
+    rows = [gm.eps(x[i : i + 1], abar[int(t[i])])[0] for i in range(5)]
+    assert torch.allclose(gm.eps_fn(abar)(x, t), torch.stack(rows), rtol=1e-12, atol=1e-14)
+    cov = gm.x0_moments(x, abar[t])[1]
+    assert torch.allclose(
+        cov, torch.stack([gm.x0_moments(x[i : i + 1], abar[int(t[i])])[1][0] for i in range(5)])
+    )

@@ -17,19 +17,6 @@ from kexue.train.trainer import TrainConfig, Trainer
 F64 = torch.float64
 
 
-def per_t(fn, abar):
-    """An EpsFn (x, t (B,)) → (B, D) from a closed form fn(x, ᾱ_t) evaluated per distinct timestep."""
-
-    def eps_fn(x, t):
-        out = torch.empty_like(x)
-        for tv in t.unique():
-            m = t == tv
-            out[m] = fn(x[m], abar[int(tv)])
-        return out
-
-    return eps_fn
-
-
 def posterior_samples(gm: GaussianMixture, x: torch.Tensor, a: torch.Tensor, m: int, gen) -> torch.Tensor:
     """m exact draws of x0 ~ q(x0|x_t) per row of x (n, D) → (m, n, D), by Bayes' rule per component:
     x0|x_t, k ~ N(μ_k + (√ᾱ s_k²/v_k)(x_t − √ᾱ μ_k), s_k²β̄/v_k) with v_k = ᾱ s_k² + β̄, and component k
@@ -116,7 +103,7 @@ def _ideal_cov(gm: GaussianMixture, abar, kind: str):
 def test_imperfect_mean_table_npr_below_sn_below_analytic(k, gen):
     gm, wrong = GaussianMixture.ring(), GaussianMixture.ring(std=0.11)
     abar = schedules.linear_abar(1000)
-    eps_fn = per_t(wrong.eps, abar)
+    eps_fn = wrong.eps_fn(abar)
     traj = schedules.trajectory("even", 1000, k)
     ms = analytic.estimate_ms_eps(
         eps_fn, gm.sample(20000, generator=gen), abar, traj, m_per_t=1000, generator=gen
@@ -165,7 +152,7 @@ def test_scalar_npr_moment_matches_gaussian_closed_form(gen):
     for s_hat in (s, 0.8):
         model = GaussianMixture(data.means, torch.tensor([s_hat], dtype=F64), data.weights)
         ms, se = extended.estimate_ms_residual(
-            per_t(model.eps, abar), x0, abar, ts, m_per_t=4000, generator=gen, with_stderr=True
+            model.eps_fn(abar), x0, abar, ts, m_per_t=4000, generator=gen, with_stderr=True
         )
         v_hat = abar * s_hat**2 + 1 - abar
         want = abar * s**2 / v + (1 - abar) * v * (1 / v - 1 / v_hat) ** 2

@@ -14,17 +14,6 @@ from kexue.diffusion.oracle import GaussianMixture
 F64 = torch.float64
 
 
-def oracle_eps_fn(gm: GaussianMixture, abar: torch.Tensor):
-    def eps_fn(x, t):
-        out = torch.empty_like(x)
-        for tv in t.unique():
-            m = t == tv
-            out[m] = gm.eps(x[m], abar[int(tv)])
-        return out
-
-    return eps_fn
-
-
 # --------------------------------------------------------------------------------------------- decoder
 @pytest.mark.parametrize("levels", [2, 17, 256])
 def test_discrete_decoder_sums_to_one_over_all_bins(levels, gen):
@@ -93,7 +82,7 @@ def test_nelbo_on_gaussian_data_matches_the_closed_form(gen):
     }
     x0 = gm.sample(20000, generator=gen)
     got = likelihood.nelbo_many(
-        oracle_eps_fn(gm, abar),
+        gm.eps_fn(abar),
         x0,
         abar,
         traj,
@@ -108,7 +97,7 @@ def test_nelbo_on_gaussian_data_matches_the_closed_form(gen):
         assert abs(float(got[name].mean()) - want) < 4 * se, (name, float(got[name].mean()), want, se)
     # the optimal variance makes each step's expected KL (d/2)·log(σ*²/λ²) ([ADPM] Thm 1)
     terms = likelihood.nelbo_terms(
-        oracle_eps_fn(gm, abar),
+        gm.eps_fn(abar),
         x0,
         abar,
         traj,
@@ -132,7 +121,7 @@ RING_TABLE = {10: (393.7, 0.929, 0.864), 50: (16.0, 0.399, 0.224)}
 @pytest.mark.parametrize("k", sorted(RING_TABLE))
 def test_oracle_ring_ordering_and_reference_table(k, gen):
     gm, abar = GaussianMixture.ring(), schedules.linear_abar(1000)
-    eps_fn = oracle_eps_fn(gm, abar)
+    eps_fn = gm.eps_fn(abar)
     traj = schedules.trajectory("even", 1000, k)
     ms = analytic.estimate_ms_eps(
         eps_fn, gm.sample(20000, generator=gen), abar, traj, m_per_t=2000, generator=gen

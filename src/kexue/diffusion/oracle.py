@@ -54,12 +54,15 @@ class GaussianMixture:
         return self.means[k] + self.stds[k, None] * z  # (n, D)
 
     def _logits(self, x: Tensor, abar_t: float | Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """log π_k N(x; √ᾱ μ_k, v_k I) (n, K), v (K,), x − √ᾱ μ_k (n, K, D); on x's device, float64."""
+        """log π_k N(x; √ᾱ μ_k, v_k I) (n, K), v (K,) or (n, K), x − √ᾱ μ_k (n, K, D); on x's device, float64.
+
+        abar_t is one ᾱ for every row or an (n,) tensor of per-row ᾱ (rows at different timesteps).
+        """
         x = x.double()
-        a = torch.as_tensor(abar_t, dtype=torch.float64).to(x.device)
+        a = _rows(abar_t, x)  # () or (n, 1)
         means, stds, weights = (p.to(x.device) for p in (self.means, self.stds, self.weights))
-        v = a * stds**2 + (1 - a)  # (K,)
-        diff = x[:, None, :] - a.sqrt() * means[None]  # (n, K, D)
+        v = a * stds**2 + (1 - a)  # (K,) or (n, K)
+        diff = x[:, None, :] - a.sqrt()[..., None] * means[None]  # (n, K, D)
         logits = weights.log() - 0.5 * (diff**2).sum(-1) / v - 0.5 * self.dim * torch.log(2 * math.pi * v)
         return logits, v, diff
 
@@ -75,22 +78,28 @@ class GaussianMixture:
     def score(self, x: Tensor, abar_t: float | Tensor) -> Tensor:
         """∇_x log q_t(x) = −Σ_k r_k (x − √ᾱ μ_k)/v_k, (n, D)."""
         r, v, diff = self._parts(x.double(), abar_t)
-        return -(r[..., None] * diff / v[None, :, None]).sum(1)
+        return -(r[..., None] * diff / v[..., None]).sum(1)
 
     def eps(self, x: Tensor, abar_t: float | Tensor) -> Tensor:
         """ε*(x_t) = E[ε|x_t] = −√β̄_t·∇log q_t(x_t): the L_simple minimiser."""
-        a = torch.as_tensor(abar_t, dtype=torch.float64)
-        return -(1 - a).sqrt() * self.score(x, a)
+        return -(1 - _rows(abar_t, x)).sqrt() * self.score(x, abar_t)
+
+    def eps_fn(self, abar: Tensor):
+        """ε* as an ε-network: (x (B, D), t (B,) 1-based, mixed timesteps allowed) → (B, D)."""
+        return lambda x, t: self.eps(x, abar.to(t.device)[t])
 
     def x0_moments(self, x: Tensor, abar_t: float | Tensor) -> tuple[Tensor, Tensor]:
         """E[x0|x_t] (n, D) and the diagonal of Cov[x0|x_t] (n, D), by the law of total variance."""
-        a = torch.as_tensor(abar_t, dtype=torch.float64)
-        r, v, diff = self._parts(x.double(), a)
-        a, s2 = a.to(x.device), self.stds.to(x.device) ** 2
-        m_k = (
-            self.means.to(x.device)[None] + (a.sqrt() * s2 / v)[None, :, None] * diff
-        )  # (n, K, D) E[x0|x_t, k]
-        c_k = s2 * (1 - a) / v  # (K,) Var[x0|x_t, k] per dimension
+        r, v, diff = self._parts(x.double(), abar_t)
+        a, s2 = _rows(abar_t, x), self.stds.to(x.device) ** 2
+        m_k = self.means.to(x.device)[None] + (a.sqrt() * s2 / v)[..., None] * diff  # (n, K, D) E[x0|x_t, k]
+        c_k = s2 * (1 - a) / v  # (K,) or (n, K): Var[x0|x_t, k] per dimension
         mean = (r[..., None] * m_k).sum(1)
-        second = (r[..., None] * (m_k**2 + c_k[None, :, None])).sum(1)
+        second = (r[..., None] * (m_k**2 + c_k[..., None])).sum(1)
         return mean, second - mean**2
+
+
+def _rows(abar_t: float | Tensor, x: Tensor) -> Tensor:
+    """ᾱ as a float64 scalar, or an (n,) per-row ᾱ as (n, 1), on x's device."""
+    a = torch.as_tensor(abar_t, dtype=torch.float64).to(x.device)
+    return a[:, None] if a.dim() == 1 else a
