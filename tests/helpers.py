@@ -67,3 +67,22 @@ def install_tiny_recipe(monkeypatch, tmp_path, *, steps: int = 100) -> str:
     )
     monkeypatch.setitem(pretrained_ddpm.RECIPES, "tiny", tiny)
     return "tiny"
+
+
+def run_contract(reproduction, config, out):
+    """Run a reproduction on the CPU and check the runner's contract; returns metrics.json as written.
+
+    The verdict on disk is the one returned, it is the conjunction of the checks, and the report exists.
+    """
+    import json
+
+    from kexue.experiments.runner import execute
+
+    metrics = execute(
+        reproduction, preset="quick", out=out, device=torch.device("cpu"), progress=False, config=config
+    )
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk["name"] == reproduction.name and on_disk["holds"] == metrics["holds"]
+    assert on_disk["holds"] == all(on_disk["checks"].values())
+    assert (out / "report.md").is_file()
+    return on_disk

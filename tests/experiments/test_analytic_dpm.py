@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
 import torch
 
+from helpers import run_contract
 from kexue.experiments import analytic_dpm as repro
-from kexue.experiments.runner import execute
 
 
 class FakeFidProxy:
@@ -36,16 +35,7 @@ def tiny_recipe(monkeypatch, tmp_path):
 
 def test_tiny_run_writes_the_contract(tiny_recipe, tmp_path):
     cfg = replace(repro.QUICK, recipe=tiny_recipe, ks=(3, 8, 40), small_ks=(3,), fid_k=5, fid_n=16, m_per_t=2)
-    metrics = execute(
-        repro.REPRODUCTION,
-        preset="quick",
-        out=tmp_path / "out",
-        device=torch.device("cpu"),
-        progress=False,
-        config=cfg,
-    )
-    on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert on_disk["holds"] == metrics["holds"] == all(on_disk["checks"].values())
+    on_disk = run_contract(repro.REPRODUCTION, cfg, tmp_path / "out")
     rows = on_disk["rows"]
     assert len(rows) == 3 * 4 and {r["variance"] for r in rows} == set(repro.VARIANCES)
     assert all({"variance", "K", "bpd"} <= set(r) and isinstance(r["bpd"], float) for r in rows)

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
-import torch
-
+from helpers import run_contract
 from kexue.experiments import ddim as repro
-from kexue.experiments.runner import execute
 
 
 def test_tiny_run_writes_the_contract(tiny_recipe, tmp_path):
     cfg = replace(repro.QUICK, recipe=tiny_recipe, steps=(2, 5), n=40, encode_steps=(2, 10, 100), encode_n=20)
-    metrics = execute(
-        repro.REPRODUCTION,
-        preset="quick",
-        out=tmp_path / "out",
-        device=torch.device("cpu"),
-        progress=False,
-        config=cfg,
-    )
-    on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert on_disk["holds"] == metrics["holds"] == all(on_disk["checks"].values())
+    on_disk = run_contract(repro.REPRODUCTION, cfg, tmp_path / "out")
     rows = on_disk["rows"]
     assert len(rows) == 2 * 2 * 5 and {r["eta"] for r in rows} == {0.0, 0.2, 0.5, 1.0, "sigma_hat"}
     assert all({"eta", "steps", "fid"} <= set(r) for r in rows) and {r["steps"] for r in rows} == {2, 5}

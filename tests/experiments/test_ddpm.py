@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
-import torch
 
+from helpers import run_contract
 from kexue.diffusion.ddpm import DDPMConfig
 from kexue.experiments import ddpm as repro
-from kexue.experiments.runner import execute
 from kexue.train.trainer import TrainConfig
 
 
@@ -24,16 +22,7 @@ def test_tiny_run_writes_the_contract(tmp_path, monkeypatch):
         eval_steps=3,
         n=30,
     )
-    metrics = execute(
-        repro.REPRODUCTION,
-        preset="quick",
-        out=tmp_path / "out",
-        device=torch.device("cpu"),
-        progress=False,
-        config=cfg,
-    )
-    on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert on_disk["holds"] == metrics["holds"] == all(on_disk["checks"].values())
+    on_disk = run_contract(repro.REPRODUCTION, cfg, tmp_path / "out")
     assert {(r["step"], r["weights"]) for r in on_disk["rows"]} == {
         (s, w) for s in (6, 12) for w in ("raw", "ema")
     }

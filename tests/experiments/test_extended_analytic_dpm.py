@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
-import torch
 
+from helpers import run_contract
 from kexue.experiments import extended_analytic_dpm as repro
-from kexue.experiments.runner import execute
 
 
 def test_tiny_run_writes_the_contract(tiny_recipe, tmp_path):
@@ -24,16 +22,7 @@ def test_tiny_run_writes_the_contract(tiny_recipe, tmp_path):
         fid_k=3,
         fid_n=40,
     )
-    metrics = execute(
-        repro.REPRODUCTION,
-        preset="quick",
-        out=tmp_path / "out",
-        device=torch.device("cpu"),
-        progress=False,
-        config=cfg,
-    )
-    on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert on_disk["holds"] == metrics["holds"] == all(on_disk["checks"].values())
+    on_disk = run_contract(repro.REPRODUCTION, cfg, tmp_path / "out")
     assert len(on_disk["checks"]) == 3
     rows = on_disk["rows"]
     elbo = [r for r in rows if "bpd" in r]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import torch
 
+from helpers import run_contract
 from kexue.experiments import noise_vs_gradient_penalty as nvgp
-from kexue.experiments.runner import execute
 
 
 def test_tiny_run_writes_the_contract(tmp_path):
@@ -24,17 +23,7 @@ def test_tiny_run_writes_the_contract(tmp_path):
         expansion_points=8,
         expansion_pairs=50,
     )
-    metrics = execute(
-        nvgp.REPRODUCTION,
-        preset="quick",
-        out=tmp_path,
-        device=torch.device("cpu"),
-        progress=False,
-        config=cfg,
-    )
-    on_disk = json.loads((tmp_path / "metrics.json").read_text())
-    assert on_disk["name"] == "noise-vs-gradient-penalty" and on_disk["holds"] == metrics["holds"]
-    assert on_disk["holds"] == all(on_disk["checks"].values())  # the verdict is the checks' conjunction
+    on_disk = run_contract(nvgp.REPRODUCTION, cfg, tmp_path)
     assert {r["regime"] for r in on_disk["rows"]} == set(nvgp.REGIMES) and len(on_disk["rows"]) == 10
     assert {"clean_acc", "noise_acc@0.15", "fgm_acc@1"} <= set(on_disk["rows"][0])
     assert [e["sigma"] for e in on_disk["expansion"]] == [0.01, 0.3]

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 
 import pytest
-import torch
 
+from helpers import run_contract
 from kexue.experiments import sde_ode as repro
-from kexue.experiments.runner import execute
 
 
 def test_tiny_run_writes_the_contract(tiny_recipe, tmp_path):
     cfg = replace(
         repro.QUICK, recipe=tiny_recipe, images=6, toy_points=40, pc_nfe=(4,), pc_seeds=(0, 1), pc_samples=30
     )
-    metrics = execute(
-        repro.REPRODUCTION,
-        preset="quick",
-        out=tmp_path / "out",
-        device=torch.device("cpu"),
-        progress=False,
-        config=cfg,
-    )
-    on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert on_disk["name"] == "sde-ode" and on_disk["holds"] == metrics["holds"] == all(
-        on_disk["checks"].values()
-    )
+    on_disk = run_contract(repro.REPRODUCTION, cfg, tmp_path / "out")
     for key in ("ode_nll_bpd", "elbo_bpd", "toy_ode_nll_error_nats"):  # the contract names (issue #3)
         assert isinstance(on_disk[key], float), key
     parts = [r["part"] for r in on_disk["rows"]]
