@@ -124,3 +124,23 @@ def test_kill_9_during_save_leaves_a_loadable_checkpoint(tmp_path, delay):
     # A later save sweeps whatever half-written temporary directory the kill left behind.
     ckpt.save_checkpoint(tmp_path, 10**6, {"w": torch.zeros(1)}, {}, keep=5)
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_build_directory_atomic_replaces_whole_or_not_at_all(tmp_path):
+    from kexue.train.checkpoint import build_directory_atomic
+
+    final = tmp_path / "cache" / "net"
+    build_directory_atomic(final, lambda work: (work / "a.txt").write_text("old"))
+    assert (final / "a.txt").read_text() == "old"
+
+    def broken(work):
+        (work / "a.txt").write_text("half-written")
+        raise RuntimeError("training died")
+
+    with pytest.raises(RuntimeError, match="training died"):
+        build_directory_atomic(final, broken)
+    assert (final / "a.txt").read_text() == "old" and sorted(p.name for p in final.parent.iterdir()) == [
+        "net"
+    ]
+    build_directory_atomic(final, lambda work: (work / "b.txt").write_text("new"))
+    assert sorted(p.name for p in final.iterdir()) == ["b.txt"]

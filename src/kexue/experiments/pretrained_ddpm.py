@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import torch
 from kexue.diffusion.ddpm import DDPM, DDPMConfig
 from kexue.errors import KexueError
 from kexue.paths import cache_dir
-from kexue.train.checkpoint import load_tensors, read_json, write_json_atomic
+from kexue.train.checkpoint import build_directory_atomic, load_tensors, read_json, write_json_atomic
 from kexue.train.trainer import TrainConfig
 
 
@@ -86,11 +85,10 @@ def train(
 
     recipe = _recipe(name)
     final = weights_dir(name, recipe)
-    final.parent.mkdir(parents=True, exist_ok=True)
     data = load_data(recipe.data, data_dir=data_dir, split="train")
-    work = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=final.parent))
     say(f"training the ε-net {name!r} ({recipe.train.steps} steps on {recipe.data}); cached in {final}")
-    try:
+
+    def build(work: Path) -> None:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(recipe.train.seed)
             model = DDPM(recipe.model)
@@ -112,12 +110,8 @@ def train(
             },
             work / "recipe.json",
         )
-        if final.exists():
-            shutil.rmtree(final)
-        work.rename(final)  # atomic: readers see no net or the complete one
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return final
+
+    return build_directory_atomic(final, build)
 
 
 def pretrained(

@@ -12,7 +12,6 @@ The classifier is trained once with a fixed recipe (`RECIPES`) and cached under 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from kexue.metrics.coverage import class_coverage
 from kexue.metrics.frechet import frechet_distance, gaussian_stats, kid
 from kexue.nn.classifier import Classifier, ClassifierConfig, accuracy
 from kexue.paths import cache_dir
-from kexue.train.checkpoint import load_tensors, read_json, write_json_atomic
+from kexue.train.checkpoint import build_directory_atomic, load_tensors, read_json, write_json_atomic
 from kexue.train.trainer import TrainConfig, Trainer
 
 VERSION = 1  # bump when a recipe changes: cached nets of another version are not reused
@@ -76,10 +75,8 @@ def train_feature_net(
         load_data(data, data_dir=data_dir, split="train"),
         load_data(data, data_dir=data_dir, split="test"),
     )
-    final = feature_net_dir(data)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".tmp-{data}-", dir=final.parent))
-    try:
+
+    def build(work: Path) -> None:
         with torch.random.fork_rng(
             devices=[dev] if dev.type == "cuda" else []
         ):  # seeded, caller's state kept
@@ -106,12 +103,8 @@ def train_feature_net(
             )
         shutil.rmtree(work / "checkpoints")
         write_json_atomic({"test_acc": acc, "version": VERSION, "data": data}, work / "fid_proxy.json")
-        if final.exists():
-            shutil.rmtree(final)
-        work.rename(final)  # atomic: a reader sees the old net, no net, or the complete new one
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return final
+
+    return build_directory_atomic(feature_net_dir(data), build)
 
 
 def load_feature_net(

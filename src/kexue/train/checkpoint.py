@@ -121,6 +121,23 @@ def _write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Non
     _fsync_dir(path.parent)
 
 
+def build_directory_atomic(final: str | os.PathLike, build: Callable[[Path], None]) -> Path:
+    """Fill a fresh temporary directory beside `final` with build(work), then move it into place by one
+    rename (a reader sees the old directory, none, or the complete new one). On any error the temporary
+    directory is removed and `final` is left as it was."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    try:
+        build(work)
+        if final.exists():
+            shutil.rmtree(final)
+        work.rename(final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final
+
+
 def save_tensors_atomic(
     tensors: dict[str, Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
 ) -> None:
