@@ -231,3 +231,27 @@ def test_sample_bad_diffusion_options(ddpm_run, extra, message, capsys):
 def test_sampler_options_refused_for_non_diffusion_runs(gaussian_run, capsys):
     code, _, err = run(capsys, "sample", str(gaussian_run), "--steps", "10")
     assert code == 2 and "apply to diffusion runs" in err
+
+
+def test_train_sid_distils_a_ddpm_run_and_refuses_what_is_not_one(capsys, tmp_path):
+    teacher, gen, gauss = (str(tmp_path / n) for n in ("teacher", "gen", "gauss"))
+    assert run(capsys, "train", "ddpm", "--data", "ring8", "--steps", "3", "--set", "width=16",
+               "--set", "depth=1", "--out", teacher, "--no-progress", "--device", "cpu")[0] == 0  # fmt: skip
+    code, _, err = run(capsys, "train", "sid", "--teacher", teacher, "--steps", "2", "--batch-size", "8",
+                       "--out", gen, "--no-progress", "--device", "cpu")  # fmt: skip
+    assert code == 0 and "one-step generator" in err
+    config = json.loads((tmp_path / "gen" / "config.json").read_text())
+    assert config["model"] == "sid" and config["sid_config"]["alpha"] == 1.2
+    code, _, err = run(capsys, "sample", gen, "--n", "10", "--device", "cpu")
+    assert code == 0 and np.load(tmp_path / "gen" / "samples.npz")["samples"].shape == (10, 2)
+    # not an ε-net, no teacher, a bad α, --data given: one line each, exit status 2
+    run(capsys, "train", "gaussian", "--data", "ring8", "--steps", "1", "--out", gauss, "--no-progress")
+    for args, words in (
+        (["--teacher", gauss], "not an ε-net"),
+        ([], "needs --teacher"),
+        (["--teacher", teacher, "--set", "alpha=-1"], "α must be a finite number ≥ 0"),
+        (["--teacher", teacher, "--data", "ring8"], "data-free"),
+        (["--teacher", str(tmp_path / "nowhere")], "is not a directory"),
+    ):
+        code, _, err = run(capsys, "train", "sid", *args, "--out", str(tmp_path / "x"), "--device", "cpu")
+        assert code == 2 and words in err and err.count("\n") == 1, (args, err)

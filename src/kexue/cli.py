@@ -124,6 +124,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = model_spec(args.model)
     if args.fid_proxy:
         return _train_fid_proxy(args)
+    if args.model == "sid":
+        return _train_sid(args)
+    if args.teacher is not None:
+        raise KexueError(f"--teacher applies to `kexue train sid`, not to {args.model!r}")
+    if args.data is None:
+        raise KexueError(f"kexue train {args.model} needs --data (e.g. --data digits)")
     if args.out is None:
         raise KexueError("kexue train needs --out DIR (where the run's weights, config and checkpoints go)")
     dist = setup(args.device)
@@ -143,7 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "steps": args.steps,
                 "batch_size": args.batch_size,
                 "accum": args.accum,
-                "lr": args.lr,
+                "lr": 1e-3 if args.lr is None else args.lr,
                 "weight_decay": args.weight_decay,
                 "clip_grad_norm": args.clip_grad,
                 "amp": args.amp,
@@ -193,11 +199,92 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_sid(args: argparse.Namespace) -> int:
+    """`kexue train sid --teacher RUN_DIR`: distil a trained ε-net into a one-step generator (data-free)."""
+    import torch
+    from tqdm import tqdm
+
+    from kexue.diffusion.ddpm import DDPM
+    from kexue.diffusion.sid import SiD, SiDConfig
+    from kexue.train.checkpoint import save_tensors_atomic, write_json_atomic
+    from kexue.train.distributed import resolve_device
+
+    if args.teacher is None:
+        raise KexueError("kexue train sid needs --teacher RUN_DIR (a run of `kexue train ddpm --out`)")
+    if args.out is None:
+        raise KexueError("kexue train sid needs --out DIR (where the generator's weights and config go)")
+    if args.data is not None:
+        raise KexueError("kexue train sid is data-free: drop --data (the teacher's data set is recorded)")
+    if args.resume or args.accum != 1 or args.amp or args.weight_decay or args.clip_grad is not None:
+        raise KexueError("kexue train sid takes --steps, --batch-size, --lr, --ema, --seed and --set only")
+    device = resolve_device(args.device)
+    teacher, run = load_run(args.teacher, device=str(device))
+    if not isinstance(teacher, DDPM):
+        raise KexueError(
+            f"{args.teacher} holds a {run.get('model')!r} run, not an ε-net; SiD distils a "
+            "`kexue train ddpm` run"
+        )
+    seed_everything(args.seed)
+    values = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        **({} if args.ema is None else {"ema_decay": args.ema}),
+        **({} if args.lr is None else {"lr": args.lr, "lr_fake": args.lr}),
+        **parse_sets(args.set),
+    }
+    config = config_from_dict(SiDConfig, values, "kexue train sid")
+    sid = SiD(teacher, config, generator=torch.Generator(device).manual_seed(args.seed))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = (out / "metrics.jsonl").open("a")
+    bar = tqdm(total=config.steps, disable=args.no_progress, desc="SiD", unit="step")
+
+    def save() -> None:
+        save_tensors_atomic(sid.gen.state_dict(), out / "model.safetensors")
+        if sid.ema is not None:
+            save_tensors_atomic(sid.averaged_generator().state_dict(), out / "model_ema.safetensors")
+
+    def each(step: int, _sid: SiD, logs: dict[str, float]) -> None:
+        bar.update(step - bar.n)
+        if step and (step % args.log_every == 0 or step == config.steps):
+            log.write(json.dumps({"step": step, **logs}) + "\n")
+            log.flush()
+            bar.set_postfix(logs)
+        if args.save_every and step and step % args.save_every == 0:
+            save()
+
+    try:
+        sid.fit(each)
+    except FloatingPointError as e:
+        raise KexueError(f"{e}; lower --lr or α (--set alpha=1.0)") from None
+    finally:
+        bar.close()
+        log.close()
+    save()
+    write_json_atomic(
+        {
+            "model": "sid",
+            "model_config": dataclasses.asdict(sid.gen.config),
+            "sid_config": dataclasses.asdict(config),
+            "teacher": str(Path(args.teacher).resolve()),
+            "data": run.get("data"),
+            "data_shape": run.get("data_shape", list(sid.gen.config.shape)),
+            "seed": args.seed,
+        },
+        out / "config.json",
+    )
+    _say(f"kexue: distilled {args.teacher} into a one-step generator in {config.steps} steps → {out}")
+    return 0
+
+
 def _train_fid_proxy(args: argparse.Namespace) -> int:
     from kexue.metrics.fid_proxy import train_feature_net
 
     if args.model != "classifier":
         raise KexueError("--fid-proxy only applies to `kexue train classifier`")
+    if args.data is None:
+        raise KexueError("kexue train classifier --fid-proxy needs --data (digits or mnist)")
     path = train_feature_net(
         args.data, data_dir=args.data_dir, device=args.device, progress=not args.no_progress
     )
@@ -412,10 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_list)
 
     q = sub.add_parser("train", help="train a model (also under torchrun for DDP)")
-    q.add_argument("model", help="classifier | gaussian")
+    q.add_argument("model", help="classifier | gaussian | ddpm | sid")
+    q.add_argument("--teacher", help="sid: the teacher ε-net, a run directory of `kexue train ddpm --out`")
     q.add_argument(
         "--data",
-        required=True,
         help="digits | mnist | ring8 | grid25 | checkerboard | banana | "
         "imbalanced | a folder of MNIST idx files or images",
     )
@@ -426,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--steps", type=int, default=1000, help="optimizer steps (default 1000)")
     q.add_argument("--batch-size", type=int, default=128, help="global batch per step (default 128)")
     q.add_argument("--accum", type=int, default=1, help="gradient accumulation chunks per step")
-    q.add_argument("--lr", type=float, default=1e-3)
+    q.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3; sid 1e-4)")
     q.add_argument("--weight-decay", type=float, default=0.0)
     q.add_argument("--clip-grad", type=float, default=None, help="clip the gradient norm to this value")
     q.add_argument(

@@ -32,7 +32,8 @@ def image_grid(
         r, q = divmod(i, nrow)
         grid[:, 1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = x[i]
     fig, ax = plt.subplots(figsize=(max(2.0, nrow * w / 14), max(2.0, ncol * h / 14)))
-    ax.imshow(grid[0] if c == 1 else grid.permute(1, 2, 0), cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+    pixels = (grid[0] if c == 1 else grid.permute(1, 2, 0)).numpy()
+    ax.imshow(pixels, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
     ax.axis("off")
     if title:
         ax.set_title(title)

@@ -169,8 +169,13 @@ def _ddpm_eval(test: Any) -> Callable[[nn.Module], dict[str, float]]:
     return evaluate
 
 
+def _build_sid(data: Any, overrides: Mapping[str, Any], seed: int):
+    raise KexueError("`kexue train sid` distils a teacher: pass --teacher RUN_DIR (a `kexue train ddpm` run)")
+
+
 def model_specs() -> dict[str, ModelSpec]:
     from kexue.diffusion.ddpm import DDPM, DDPMConfig
+    from kexue.diffusion.sid import GeneratorConfig, OneStepGenerator
     from kexue.nn.classifier import Classifier, ClassifierConfig
     from kexue.nn.gaussian import Gaussian, GaussianConfig
 
@@ -180,6 +185,7 @@ def model_specs() -> dict[str, ModelSpec]:
             "classifier", ClassifierConfig, _build_classifier, Classifier, _classifier_eval
         ),
         "gaussian": ModelSpec("gaussian", GaussianConfig, _build_gaussian, Gaussian),
+        "sid": ModelSpec("sid", GeneratorConfig, _build_sid, OneStepGenerator),
     }
 
 
@@ -246,11 +252,13 @@ def diffusion_samplers() -> dict[str, Callable[..., Any]]:
 def reproductions() -> dict[str, Any]:
     from kexue.experiments import (
         analytic_dpm,
+        dae_generative,
         ddim,
         ddpm,
         extended_analytic_dpm,
         noise_vs_gradient_penalty,
         sde_ode,
+        sid,
     )
 
     items = [
@@ -260,6 +268,8 @@ def reproductions() -> dict[str, Any]:
         analytic_dpm.REPRODUCTION,
         extended_analytic_dpm.REPRODUCTION,
         sde_ode.REPRODUCTION,
+        sid.REPRODUCTION,
+        dae_generative.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 
