@@ -49,7 +49,7 @@ from kexue.dae import (
 )
 from kexue.data import toy2d
 from kexue.diffusion.oracle import GaussianMixture
-from kexue.experiments.runner import Context, Outcome, Reproduction, markdown_table
+from kexue.experiments.runner import Context, Outcome, Reproduction, markdown_table, mean_stderr
 
 POST = "https://kexue.fm/archives/7038"
 SINGLE, ANNEALED = "single-scale", "annealed"
@@ -185,10 +185,6 @@ def _nearest_mode_weights(x: Tensor, means: Tensor) -> Tensor:
     return torch.bincount(nearest.cpu(), minlength=len(means)).double() / len(x)
 
 
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
-
-
 # --------------------------------------------------------------------------------------------- (a), (b)
 def _samplers(cfg: Config, gm: GaussianMixture, dae: DAE, net: ScoreNet) -> dict:
     """(sampler kind, score source) → (σ_L, run(x0, g) → (chains before, after the jump), dtype of x0)."""
@@ -284,7 +280,7 @@ def _modes(cfg: Config, ctx: Context) -> tuple[list[dict], dict]:
         spread = (gm.stds**2 + s_l**2).sqrt()  # (K,) the modes' std under p_σL
         near = mode_coverage(x, gm.means, spread, num_std=3.0)["high_quality_fraction"]
         raw, den = mmd[(kind, source)]
-        change, change_se = _mean_se([b - a for a, b in zip(raw, den, strict=True)])
+        change, change_se = mean_stderr([b - a for a, b in zip(raw, den, strict=True)])
         rows.append(
             {
                 "part": "modes",
@@ -303,7 +299,8 @@ def _modes(cfg: Config, ctx: Context) -> tuple[list[dict], dict]:
                 "seconds": seconds[(kind, source)],
             }
         )
-    rows.append({"part": "modes_floor", "mmd2_x1e3": statistics.fmean(floors), "stderr": _mean_se(floors)[1]})
+    floor_mean, floor_se = mean_stderr(floors)
+    rows.append({"part": "modes_floor", "mmd2_x1e3": floor_mean, "stderr": floor_se})
     return rows, shown
 
 

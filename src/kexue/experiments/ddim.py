@@ -12,7 +12,6 @@ encode the test images with the η = 0 step run upwards, decode them back, and m
 from __future__ import annotations
 
 import itertools
-import math
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -21,7 +20,7 @@ import torch
 from torch import Tensor
 
 from kexue.diffusion import ddim, schedules
-from kexue.experiments.runner import Context, Outcome, Reproduction, markdown_table
+from kexue.experiments.runner import Context, Outcome, Reproduction, markdown_table, mean_stderr
 
 POST = "https://kexue.fm/archives/9181"
 ETAS = (0.0, 0.2, 0.5, 1.0)
@@ -80,17 +79,13 @@ def _round_trip(model, x0: Tensor, cfg: Config, k: int) -> float:
     return float(((back - x0) / 2).pow(2).mean())
 
 
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
-
-
 def _checks(cfg: Config, rows: list[dict], encode_rows: list[dict]) -> tuple[dict[str, bool], dict]:
     """The claim's parts, computed from the rows. Differences are paired by seed (same starting noise)."""
     fid = {(r["eta"], r["steps"], r["seed"]): r["fid"] for r in rows}
     small, large = min(cfg.steps), max(cfg.steps)
 
     def diff(a, b, k):  # mean and standard error of FID(b) − FID(a) over seeds
-        return _mean_se([fid[b, k, s] - fid[a, k, s] for s in cfg.seeds])
+        return mean_stderr([fid[b, k, s] - fid[a, k, s] for s in cfg.seeds])
 
     steps_up = [diff(a, b, small) for a, b in itertools.pairwise(ETAS)]
     total = diff(ETAS[0], ETAS[-1], small)
@@ -199,7 +194,7 @@ def _table(cfg: Config, rows: list[dict]) -> list[dict]:
     for v in VARIANTS:
         line = {"η \\ S": _label(v)}
         for k in cfg.steps:
-            m, se = _mean_se([r["fid"] for r in rows if r["eta"] == v and r["steps"] == k])
+            m, se = mean_stderr([r["fid"] for r in rows if r["eta"] == v and r["steps"] == k])
             line[str(k)] = f"{m:.2f} ± {se:.2f}"
         out.append(line)
     return out

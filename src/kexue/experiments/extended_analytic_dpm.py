@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from kexue.diffusion import analytic, ddim, extended, likelihood, schedules
-from kexue.experiments.runner import Context, Outcome, Reproduction, markdown_table
+from kexue.experiments.runner import Context, Outcome, Reproduction, markdown_table, mean_stderr
 from kexue.train.callbacks import Callback
 
 POST = "https://kexue.fm/archives/9246"
@@ -309,10 +309,6 @@ def _diagnostic(ext, x_train: Tensor, ms: Tensor, ms_res: Tensor, g: torch.Gener
 
 
 # --------------------------------------------------------------------------------------------- report
-def _mean_se(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
-
-
 def _elbo_table(cfg: Config, rows: list[dict]) -> list[dict]:
     out = []
     for m in dict.fromkeys(r["method"] for r in rows):
@@ -335,7 +331,7 @@ def _fid_table(rows: list[dict], analytic_rows: list[dict]) -> list[dict]:
             {
                 "method": LABELS[m],
                 "FID-proxy (mean ± se over seeds)": "{:.2f} ± {:.2f}".format(
-                    *_mean_se([r["fid"] for r in vals])
+                    *mean_stderr([r["fid"] for r in vals])
                 ),
                 "per seed": ", ".join(f"{r['fid']:.2f}" for r in vals),
                 "Analytic − method, per seed": ", ".join(f"{x:+.2f}" for x in gain),

@@ -90,6 +90,15 @@ def _jsonable(config: Any) -> Any:
     return asdict(config) if is_dataclass(config) else config
 
 
+def mean_stderr(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and its standard error over repeats (seeds); the error is NaN for a single value."""
+    import math
+    import statistics
+
+    se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+    return statistics.fmean(values), se
+
+
 def markdown_table(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, *, digits: int = 4
 ) -> str:

@@ -12,8 +12,6 @@ The issue's bar: the one-step generator is within 1.5× of the teacher's metric 
 
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from dataclasses import dataclass, replace
 
@@ -22,7 +20,7 @@ import torch
 from kexue.diffusion import ddim, schedules
 from kexue.diffusion.oracle import GaussianMixture
 from kexue.diffusion.sid import SiD, SiDConfig
-from kexue.experiments.runner import Context, Outcome, Reproduction, markdown_table
+from kexue.experiments.runner import Context, Outcome, Reproduction, markdown_table, mean_stderr
 
 POST = "https://kexue.fm/archives/10085"
 MMD_BANDWIDTHS = (0.04, 0.08, 0.16)  # around the ring's mode scale 0.08 (as in the sde-ode reproduction)
@@ -80,11 +78,6 @@ FULL = replace(
     image_eval_every=250,
     image_seeds=(0, 1, 2),
 )
-
-
-def _mean_se(v: list[float]) -> tuple[float, float]:
-    se = statistics.stdev(v) / math.sqrt(len(v)) if len(v) > 1 else float("nan")
-    return statistics.fmean(v), se
 
 
 def _teacher_samples(model, n: int, k: int, seed: int, device) -> torch.Tensor:
@@ -148,11 +141,11 @@ def _toy(cfg: Config, ctx: Context) -> tuple[list[dict], dict]:
     floor = [
         mmd(gm.sample(cfg.toy_samples, generator=torch.Generator().manual_seed(99 + s)), s) for s in refs
     ]
-    rows.append({"part": "toy", "method": "true samples (floor)", "nfe": 0, "mmd2_x1e3": _mean_se(floor)[0]})
-    rows[-1]["stderr"] = _mean_se(floor)[1]
+    m, se = mean_stderr(floor)
+    rows.append({"part": "toy", "method": "true samples (floor)", "nfe": 0, "mmd2_x1e3": m, "stderr": se})
     for k in cfg.teacher_steps:
         vals = [mmd(_teacher_samples(teacher, cfg.toy_samples, k, s, ctx.device), s) for s in refs]
-        m, se = _mean_se(vals)
+        m, se = mean_stderr(vals)
         rows.append(
             {"part": "toy", "method": f"teacher DDIM, {k} steps", "nfe": k, "mmd2_x1e3": m, "stderr": se}
         )
@@ -168,7 +161,7 @@ def _toy(cfg: Config, ctx: Context) -> tuple[list[dict], dict]:
     seconds = time.perf_counter() - t0
     gen = sid.averaged_generator()
     vals = [mmd(_one_step_samples(gen, cfg.toy_samples, s, ctx.device), s) for s in refs]
-    m, se = _mean_se(vals)
+    m, se = mean_stderr(vals)
     rows.append(
         {
             "part": "toy",
@@ -229,7 +222,7 @@ def _images(cfg: Config, ctx: Context) -> tuple[list[dict], dict]:
     rows[-1]["fid_proxy"] = floor["fid_proxy"]
     for k in cfg.teacher_steps:
         vals = [fid(_teacher_samples(teacher, cfg.image_samples, k, s, ctx.device)) for s in cfg.image_seeds]
-        m, se = _mean_se(vals)
+        m, se = mean_stderr(vals)
         rows.append({"part": "digits", "method": f"teacher DDIM, {k} steps", "nfe": k, "fid_proxy": m})
         rows[-1]["stderr"] = se
         ctx.say(f"digits teacher DDIM {k} steps: FID-proxy {m:.2f} ± {se:.2f}")
@@ -243,7 +236,8 @@ def _images(cfg: Config, ctx: Context) -> tuple[list[dict], dict]:
     sid, curve = _distill(teacher, sid_cfg, cfg.image_eval_every, measure, ctx, "digits")
     seconds = time.perf_counter() - t0
     gen = sid.averaged_generator()
-    m, se = _mean_se([fid(_one_step_samples(gen, cfg.image_samples, s, ctx.device)) for s in cfg.image_seeds])
+    finals = [fid(_one_step_samples(gen, cfg.image_samples, s, ctx.device)) for s in cfg.image_seeds]
+    m, se = mean_stderr(finals)
     rows.append(
         {
             "part": "digits",
