@@ -86,3 +86,28 @@ def run_contract(reproduction, config, out):
     assert on_disk["holds"] == all(on_disk["checks"].values())
     assert (out / "report.md").is_file()
     return on_disk
+
+
+# ------------------------------------------------------------------------------------------- flows
+def perturbed(layer: nn.Module, seed: int = 0) -> nn.Module:
+    """The layer in float64 with every floating parameter moved by N(0, 0.3²) noise (buffers kept)."""
+    from kexue.flows import ActNorm
+
+    g = torch.Generator().manual_seed(seed)
+    layer = layer.double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    for m in layer.modules():  # a perturbed ActNorm counts as initialised (no data init in eval)
+        if isinstance(m, ActNorm):
+            m.initialized.fill_(True)
+    return layer
+
+
+def jacobian_logdet(fn, x: torch.Tensor) -> torch.Tensor:
+    """log|det ∂fn(x_b)/∂x_b| per example, by autograd on one example at a time."""
+    out = []
+    for xb in x:
+        jac = torch.autograd.functional.jacobian(lambda v: fn(v.unsqueeze(0)).flatten(), xb)
+        out.append(torch.linalg.slogdet(jac.reshape(xb.numel(), xb.numel()))[1])
+    return torch.stack(out)
