@@ -84,6 +84,9 @@ ERRORS = [
     (["train", "gaussian", "--data", "ring8", "--out", "{tmp}/r", "--set", "dim=3"], "come from the data"),
     (["train", "classifier", "--data", "digits", "--out", "{tmp}/file.txt"], "is a file"),
     (["sample", "{tmp}/file.txt"], "is not a directory"),
+    (["train", "glow", "--data", "digits", "--out", "{tmp}/r", "--set", "levels=3"], "come from the data"),
+    (["train", "glow", "--data", "digits", "--out", "{tmp}/r", "--set", "L=4"], "divisible by 16"),
+    (["train", "realnvp", "--data", "digits", "--out", "{tmp}/r", "--set", "logit=0.7"], "α must lie"),
 ]
 if not torch.cuda.is_available():
     ERRORS.append(
@@ -255,3 +258,27 @@ def test_train_sid_distils_a_ddpm_run_and_refuses_what_is_not_one(capsys, tmp_pa
     ):
         code, _, err = run(capsys, "train", "sid", *args, "--out", str(tmp_path / "x"), "--device", "cpu")
         assert code == 2 and words in err and err.count("\n") == 1, (args, err)
+
+
+@pytest.mark.parametrize("model", ["nice", "realnvp", "glow"])
+def test_train_flow_then_sample_at_temperatures(model, capsys, tmp_path):
+    out = tmp_path / model
+    code, _, err = run(capsys, "train", model, "--data", "digits", "--steps", "3", "--batch-size",
+                       "32", "--set", "hidden=8", "--out", str(out), "--no-progress")  # fmt: skip
+    assert code == 0 and "test_bpd" in err, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_config"]["shape"] == [1, 8, 8] and config["model_config"]["levels"] == 17
+    for t in ("0", "0.7"):
+        code, _, err = run(capsys, "sample", str(out), "--n", "6", "--temperature", t,
+                           "--out", str(tmp_path / f"s{t}.npz"))  # fmt: skip
+        assert code == 0, err
+        x = np.load(tmp_path / f"s{t}.npz")["samples"]
+        assert x.shape == (6, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
+    assert np.ptp(np.load(tmp_path / "s0.npz")["samples"], axis=0).max() == 0  # T = 0: one point
+    code, _, err = run(capsys, "sample", str(out), "--temperature", "nan")
+    assert code == 2 and "--temperature must be a finite number" in err
+
+
+def test_temperature_refused_for_non_flow_runs(gaussian_run, capsys):
+    code, _, err = run(capsys, "sample", str(gaussian_run), "--temperature", "0.5")
+    assert code == 2 and "applies to flow runs" in err

@@ -320,7 +320,10 @@ def load_run(run_dir: str | Path, *, device: str = "cpu", raw: bool = False):
 
 
 def _draw(model: Any, run: dict, args: argparse.Namespace, generator: Any) -> Any:
-    """n samples: diffusion runs use --sampler, --steps, --eta, --trajectory; others their own sample."""
+    """n samples: diffusion runs use --sampler, --steps, --eta, --trajectory; flows --temperature;
+    others their own sample."""
+    import math
+
     import torch
 
     from kexue.diffusion.ddpm import DDPM
@@ -332,12 +335,22 @@ def _draw(model: Any, run: dict, args: argparse.Namespace, generator: Any) -> An
         "--eta": args.eta,
         "--trajectory": args.trajectory,
     }
+    from kexue.flows import FlowDensity
+
+    if isinstance(model, FlowDensity):
+        temperature = 1.0 if args.temperature is None else args.temperature
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise KexueError(f"--temperature must be a finite number ≥ 0, got {args.temperature}")
+    elif args.temperature is not None:
+        raise KexueError(f"--temperature applies to flow runs (nice, realnvp, glow), not {run['model']!r}")
     if not isinstance(model, DDPM):
         given = [k for k, v in options.items() if v is not None]
         if given:
             raise KexueError(
                 f"{', '.join(given)} apply to diffusion runs; {run['model']!r} has its own sampler"
             )
+        if isinstance(model, FlowDensity):
+            return model.sample(args.n, temperature=temperature, generator=generator)
         return model.sample(args.n, generator=generator)
     from kexue.diffusion import schedules
 
@@ -563,6 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--eta", type=float, help="diffusion runs, --sampler ddim: η (default 0, deterministic)")
     q.add_argument(
         "--trajectory", choices=("even", "quadratic", "leading"), help="diffusion runs (default even)"
+    )
+    q.add_argument(
+        "--temperature", type=float, help="flow runs (nice, realnvp, glow): T of z ~ N(0, T²I) (default 1)"
     )
     q.add_argument("--device", default="auto")
     q.set_defaults(func=cmd_sample)

@@ -173,9 +173,37 @@ def _build_sid(data: Any, overrides: Mapping[str, Any], seed: int):
     raise KexueError("`kexue train sid` distils a teacher: pass --teacher RUN_DIR (a `kexue train ddpm` run)")
 
 
+def _flow_builder(config_cls: type, model_cls: type):
+    """`kexue train nice|realnvp|glow`: the shape and grey levels come from the data."""
+
+    def build(data: Any, overrides: Mapping[str, Any], seed: int):
+        from kexue.data.images import ImageData
+
+        if set(overrides) & {"shape", "levels"}:
+            raise KexueError("a flow's shape and levels come from the data; drop them from --set")
+        if isinstance(data, ImageData):
+            config = config_cls(**{"shape": data.shape, "levels": data.levels, **overrides})
+            return model_cls(config), data.tensor_dataset("unit")
+        return model_cls(config_cls(**{"shape": (2,), **overrides})), toy_dataset(data, 50_000, seed)
+
+    return build
+
+
+def _flow_eval(test: Any) -> Callable[[nn.Module], dict[str, float]]:
+    """Test bits/dim with fixed dequantization noise (comparable across evaluations)."""
+    from kexue.metrics.likelihood import dequantized_bits_per_dim
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        device = next(model.parameters()).device
+        return {"test_bpd": dequantized_bits_per_dim(model.log_prob, test.x, test.levels, device=device)}
+
+    return evaluate
+
+
 def model_specs() -> dict[str, ModelSpec]:
     from kexue.diffusion.ddpm import DDPM, DDPMConfig
     from kexue.diffusion.sid import GeneratorConfig, OneStepGenerator
+    from kexue.flows import NICE, Glow, GlowConfig, NICEConfig, RealNVP, RealNVPConfig
     from kexue.nn.classifier import Classifier, ClassifierConfig
     from kexue.nn.gaussian import Gaussian, GaussianConfig
 
@@ -186,6 +214,11 @@ def model_specs() -> dict[str, ModelSpec]:
         ),
         "gaussian": ModelSpec("gaussian", GaussianConfig, _build_gaussian, Gaussian),
         "sid": ModelSpec("sid", GeneratorConfig, _build_sid, OneStepGenerator),
+        "nice": ModelSpec("nice", NICEConfig, _flow_builder(NICEConfig, NICE), NICE, _flow_eval),
+        "realnvp": ModelSpec(
+            "realnvp", RealNVPConfig, _flow_builder(RealNVPConfig, RealNVP), RealNVP, _flow_eval
+        ),
+        "glow": ModelSpec("glow", GlowConfig, _flow_builder(GlowConfig, Glow), Glow, _flow_eval),
     }
 
 
@@ -256,6 +289,7 @@ def reproductions() -> dict[str, Any]:
         ddim,
         ddpm,
         extended_analytic_dpm,
+        flows,
         noise_vs_gradient_penalty,
         sde_ode,
         sid,
@@ -270,12 +304,14 @@ def reproductions() -> dict[str, Any]:
         sde_ode.REPRODUCTION,
         sid.REPRODUCTION,
         dae_generative.REPRODUCTION,
+        flows.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 
 
 def benchmarks() -> dict[str, Callable[..., dict]]:
+    from kexue.bench import flows as bench_flows
     from kexue.bench import samplers as bench_samplers
     from kexue.bench import trainer as bench_trainer
 
-    return {"samplers": bench_samplers.run, "trainer": bench_trainer.run}
+    return {"flows": bench_flows.run, "samplers": bench_samplers.run, "trainer": bench_trainer.run}

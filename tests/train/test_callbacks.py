@@ -333,3 +333,32 @@ def test_save_best_sees_the_final_evaluation(tmp_path):
     assert best.best_step == 10
     saved = load_tensors(tmp_path / "best.safetensors")
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+
+
+# ------------------------------------------------------------------------------ time budget, best in memory
+def test_time_budget_stops_after_its_seconds(tmp_path):
+    """A scripted clock that advances one second per step: a 5-second budget stops at step 5."""
+    from kexue.train.callbacks import TimeBudget
+
+    ticks = iter(range(1000))
+    budget = TimeBudget(5, clock=lambda: float(next(ticks)))
+    trainer = fit(small_classifier(), [budget], 12, tmp=tmp_path)
+    assert trainer.step == 5 and "time budget of 5 s" in trainer.stop_reason
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        TimeBudget(0)
+
+
+def test_keep_best_restores_the_best_weights(tmp_path):
+    """KeepBest copies the weights at the best evaluation; restore() brings exactly those back."""
+    from kexue.train.callbacks import Evaluate, KeepBest, SaveBest
+
+    table = {2: 3.0, 4: 1.0, 6: 2.0, 8: 1.5}
+    keep = KeepBest("eval/m", mode="min")
+    saved = SaveBest("eval/m", mode="min")
+    model = small_classifier()
+    fit(model, [Evaluate(Clock("m", table), every=2), keep, saved], 8, tmp=tmp_path)
+    assert keep.best == 1.0 and keep.best_step == 4
+    keep.restore(model)
+    assert_bit_identical(weights(model), load_file(tmp_path / "best.safetensors"))
+    with pytest.raises(RuntimeError, match="never logged"):
+        KeepBest("eval/other").restore(model)

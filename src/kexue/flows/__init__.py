@@ -15,7 +15,7 @@ Every layer maps x → (y, log|det ∂y/∂x|) and back (kexue.flows.base). Modu
 from kexue.flows.actnorm import ActNorm
 from kexue.flows.base import Chain, Reverse
 from kexue.flows.coupling import AffineCoupling, CheckerboardCoupling, checkerboard
-from kexue.flows.density import FlowDensity, evaluate_bits_per_dim, standard_normal_log_prob
+from kexue.flows.density import FlowDensity, standard_normal_log_prob
 from kexue.flows.glow import Glow, GlowConfig
 from kexue.flows.invconv import InvConv1x1
 from kexue.flows.multiscale import MultiScale, Split, TopPrior
@@ -43,6 +43,5 @@ __all__ = [
     "Squeeze",
     "TopPrior",
     "checkerboard",
-    "evaluate_bits_per_dim",
     "standard_normal_log_prob",
 ]

@@ -90,15 +90,3 @@ class FlowDensity(nn.Module):
         x, _ = self.flow.inverse(z)
         x = x.reshape(n, *self.config.shape)
         return x if self.config.levels is None else from_flow_space(x, self.config.logit)
-
-
-@torch.no_grad()
-def evaluate_bits_per_dim(model: FlowDensity, x: Tensor, *, seed: int = 0, batch_size: int = 500) -> float:
-    """Bits/dim of `model` on images x ([0, 1] levels) with fixed dequantization noise (comparable runs)."""
-    g = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    total = 0.0
-    for chunk in x.split(batch_size):
-        y = model.dequantize(chunk, generator=g).to(device)
-        total += float(-model.log_prob(y).double().sum())
-    return float(bits_per_dim(total / len(x), model.num_dims, num_bins=model.config.levels))

@@ -225,3 +225,52 @@ class Checkpoint(Callback):
     def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         if self.every and trainer.step % self.every == 0:
             trainer.request_checkpoint()
+
+
+class TimeBudget(Callback):
+    """Stop once `seconds` of wall-clock have passed since training began (equal-time comparisons).
+
+    The clock starts at on_train_begin, so a resumed run gets a fresh budget.
+    """
+
+    def __init__(self, seconds: float, *, clock: Callable[[], float] | None = None) -> None:
+        if not seconds > 0:
+            raise ValueError(f"the time budget must be a positive number of seconds, got {seconds}")
+        import time
+
+        self.seconds, self.clock = seconds, clock or time.perf_counter
+        self.start: float | None = None
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self.start = self.clock()
+
+    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        if self.start is not None and self.clock() - self.start >= self.seconds:
+            trainer.stop(f"time budget of {self.seconds:g} s spent")
+
+
+class KeepBest(Callback):
+    """Keep an in-memory CPU copy of the weights whenever `monitor` improves (model selection without
+    files; `SaveBest` writes them to the run folder). `restore(model)` loads the best copy back."""
+
+    def __init__(self, monitor: str, mode: str = "min") -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.monitor, self.mode = monitor, mode
+        self.best: float | None = None
+        self.best_step: int | None = None
+        self.state: dict[str, Any] | None = None
+
+    def on_step_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        value = logs.get(self.monitor)
+        if value is not None and math.isfinite(value) and _improved(value, self.best, self.mode, 0.0):
+            self.best, self.best_step = value, trainer.step
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in trainer.model.state_dict().items()}
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.on_step_end(trainer, trainer.logs)
+
+    def restore(self, model: Any) -> None:
+        if self.state is None:
+            raise RuntimeError(f"KeepBest: {self.monitor!r} was never logged, so there is no best model")
+        model.load_state_dict(self.state)
