@@ -11,7 +11,6 @@ from kexue.experiments import flows as repro
 
 TINY = replace(
     repro.QUICK,
-    seconds=1.0,
     seeds=(0,),
     eval_every=5,
     train_limit=400,
@@ -19,6 +18,7 @@ TINY = replace(
     valid=50,
     temperatures=(0.7, 1.0),
     overrides={"nice": {"hidden": 8, "depth": 1}, "realnvp": {"hidden": 8}, "glow": {"K": 1, "hidden": 8}},
+    seconds=0.5,
 )
 
 
@@ -26,12 +26,17 @@ def test_tiny_run_writes_the_contract(tmp_path):
     on_disk = run_contract(repro.REPRODUCTION, TINY, tmp_path / "out")
     assert on_disk["name"] == "flows" and on_disk["systems"] == [34]
     rows = on_disk["rows"]
-    assert [r["model"] for r in rows] == ["gaussian", "nice", "realnvp", "glow"]
+    assert [r["model"] for r in rows] == ["gaussian", *repro.MODELS]
     bpd = {s["model"]: s["test_bpd"] for s in on_disk["summary"]}
     checks = on_disk["checks"]
     assert checks["every flow beats the full-covariance Gaussian"] == all(
-        bpd[m] < on_disk["gaussian_bpd"] for m in ("nice", "realnvp", "glow")
+        bpd[m] < on_disk["gaussian_bpd"] for m in repro.MODELS
     )
+    assert checks["Glow: reverse > shuffle > 1×1 conv in bits/dim"] == (
+        bpd["glow-reverse"] > bpd["glow-shuffle"] > bpd["glow"]
+    )
+    shuffled = next(r for r in rows if r["model"] == "glow-shuffle")
+    assert shuffled["params"] < next(r for r in rows if r["model"] == "glow")["params"]  # no 1×1 conv weights
     assert checks["NICE > RealNVP in bits/dim"] == (bpd["nice"] > bpd["realnvp"])
     assert checks["RealNVP > Glow in bits/dim"] == (bpd["realnvp"] > bpd["glow"])
     assert checks["exact inverse (float64 error < 1e-8)"]

@@ -20,6 +20,7 @@ from kexue.flows import (
     InvConv1x1,
     Reverse,
     Scaling,
+    Shuffle,
     Split,
     Squeeze,
     TopPrior,
@@ -171,6 +172,13 @@ def test_split_prior_starts_standard_normal(gen):
     assert (
         torch.equal(kept, h[:, :2]) and torch.equal(z, h[:, 2:]) and torch.equal(ld, torch.zeros(3).double())
     )
+
+
+def test_shuffle_is_a_fixed_permutation(gen):
+    layer = Shuffle(6, generator=torch.Generator().manual_seed(3)).double()
+    check_bijection(layer, torch.randn(3, 6, generator=gen, dtype=torch.float64))
+    check_bijection(layer, image(gen, c=6))
+    assert sorted(layer.perm.tolist()) == list(range(6)) and layer.perm.tolist() != list(range(6))
 
 
 def test_top_prior_and_scaling_and_reverse(gen):

@@ -13,7 +13,7 @@ Every layer maps x → (y, log|det ∂y/∂x|) and back (kexue.flows.base). Modu
 """
 
 from kexue.flows.actnorm import ActNorm
-from kexue.flows.base import Chain, Reverse
+from kexue.flows.base import Chain, Reverse, Shuffle
 from kexue.flows.coupling import AffineCoupling, CheckerboardCoupling, checkerboard
 from kexue.flows.density import FlowDensity, standard_normal_log_prob
 from kexue.flows.glow import Glow, GlowConfig
@@ -39,6 +39,7 @@ __all__ = [
     "RealNVPConfig",
     "Reverse",
     "Scaling",
+    "Shuffle",
     "Split",
     "Squeeze",
     "TopPrior",

@@ -54,6 +54,22 @@ class Chain(nn.Module):
         return y, logdet
 
 
+class Shuffle(nn.Module):
+    """A fixed random permutation of the features (axis 1): RealNVP's shuffle between couplings [5807]."""
+
+    def __init__(self, channels: int, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        perm = torch.randperm(channels, generator=generator)
+        self.register_buffer("perm", perm)
+        self.register_buffer("inv", torch.argsort(perm))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x[:, self.perm], zeros_logdet(x)
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return y[:, self.inv], zeros_logdet(y)
+
+
 class Reverse(nn.Module):
     """Reverse the order of the features (axis 1): NICE's fixed exchange between couplings  [5776]."""
 

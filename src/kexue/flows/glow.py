@@ -17,13 +17,15 @@ from torch import nn
 
 from kexue.flows import nets
 from kexue.flows.actnorm import ActNorm
-from kexue.flows.base import Chain
+from kexue.flows.base import Chain, Reverse, Shuffle
 from kexue.flows.coupling import AffineCoupling, split_sizes
 from kexue.flows.density import FlowDensity, check_shape
 from kexue.flows.invconv import InvConv1x1
 from kexue.flows.multiscale import MultiScale
 from kexue.flows.preprocess import check_alpha
 from kexue.flows.squeeze import Squeeze
+
+PERMUTATIONS = ("invconv", "shuffle", "reverse")
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,15 @@ class GlowConfig:
     hidden: int = 64  # channels (images) or units (flat) of the coupling net
     depth: int = 2  # flat data only: hidden layers of each coupling MLP
     additive: bool = False  # additive instead of affine couplings
+    permutation: str = "invconv"  # between couplings: "invconv" (1×1 conv), "shuffle" or "reverse"
 
     def __post_init__(self) -> None:
         check_shape(self.shape, self.levels)
         check_alpha(self.logit)
+        if self.permutation not in PERMUTATIONS:
+            raise ValueError(
+                f"permutation must be one of {', '.join(PERMUTATIONS)}, got {self.permutation!r}"
+            )
         if self.L < 1 or self.K < 1 or self.hidden < 1 or self.depth < 1:
             raise ValueError("L, K, hidden and depth must all be ≥ 1")
         if len(self.shape) == 1:
@@ -53,13 +60,22 @@ class GlowConfig:
             )
 
 
-def flow_step(channels: int, net: nn.Module, *, parity: int, additive: bool) -> list[nn.Module]:
-    """One step of flow ([Glow] Fig. 2a): ActNorm, invertible 1×1 conv, coupling."""
-    return [
-        ActNorm(channels),
-        InvConv1x1(channels),
-        AffineCoupling(channels, net, parity=parity, additive=additive),
-    ]
+def flow_step(
+    channels: int, net: nn.Module, *, parity: int, additive: bool, permutation: str = "invconv"
+) -> list[nn.Module]:
+    """One step of flow ([Glow] Fig. 2a): ActNorm, invertible 1×1 conv, coupling.
+
+    permutation "shuffle" / "reverse" put RealNVP's fixed shuffle / NICE's reversal in place of the 1×1
+    conv: the ablation of [Glow] Fig. 3, which [5807] repeats ("shuffle beats reversal, the 1×1 conv beats
+    shuffle").
+    """
+    if permutation == "invconv":
+        mix: nn.Module = InvConv1x1(channels)
+    elif permutation == "shuffle":
+        mix = Shuffle(channels)
+    else:
+        mix = Reverse()
+    return [ActNorm(channels), mix, AffineCoupling(channels, net, parity=parity, additive=additive)]
 
 
 class Glow(FlowDensity):
@@ -73,7 +89,9 @@ class Glow(FlowDensity):
             layers: list[nn.Module] = []
             for _ in range(config.K):
                 net = nets.mlp(first, width * second, hidden=config.hidden, depth=config.depth)
-                layers += flow_step(d, net, parity=0, additive=config.additive)
+                layers += flow_step(
+                    d, net, parity=0, additive=config.additive, permutation=config.permutation
+                )
             self.flow = Chain(layers)
             return
         c = config.shape[0]
@@ -84,7 +102,9 @@ class Glow(FlowDensity):
             layers = [Squeeze()]
             for _ in range(config.K):
                 net = nets.conv(first, width * second, hidden=config.hidden)
-                layers += flow_step(c, net, parity=0, additive=config.additive)
+                layers += flow_step(
+                    c, net, parity=0, additive=config.additive, permutation=config.permutation
+                )
             levels.append(Chain(layers))
             c //= 2
         self.flow = MultiScale(levels, config.shape)
