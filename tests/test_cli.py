@@ -282,3 +282,25 @@ def test_train_flow_then_sample_at_temperatures(model, capsys, tmp_path):
 def test_temperature_refused_for_non_flow_runs(gaussian_run, capsys):
     code, _, err = run(capsys, "sample", str(gaussian_run), "--temperature", "0.5")
     assert code == 2 and "applies to flow runs" in err
+
+
+def test_wordvec_train_then_eval(capsys, tmp_path):
+    books, ev = tmp_path / "books", tmp_path / "eval" / "en"
+    books.mkdir()
+    ev.mkdir(parents=True)
+    text = " ".join(["the king and the queen sat", "the man and the woman ran", "a king is a man"] * 40)
+    (books / "a.txt").write_text("*** START OF THIS PROJECT GUTENBERG EBOOK X ***\n" + text)
+    (ev / "wordsim353.tsv").write_text("# w1\tw2\tscore\nking\tqueen\t8\nman\twoman\t8\nking\tsat\t1\n")
+    out = tmp_path / "v.txt"
+    code, stdout, err = run(capsys, "wordvec", "train", "--corpus", str(books), "--dim", "4", "--window", "2",
+                            "--min-count", "5", "--out", str(out))  # fmt: skip
+    assert code == 0 and out.is_file() and json.loads(stdout)["dim"] == 4, err
+    code, stdout, err = run(capsys, "wordvec", "eval", str(out), "--eval-dir", str(tmp_path / "eval"))
+    assert code == 0 and json.loads(stdout)["results"]["ws353"]["found"] == 3, err
+    for args, message in [
+        (["wordvec", "train", "--out", str(out)], "needs --corpus"),
+        (["wordvec", "eval"], "needs the vectors file"),
+        (["wordvec", "train", "--corpus", str(tmp_path / "none"), "--out", str(out)], "does not exist"),
+    ]:
+        code, _, err = run(capsys, *args)
+        assert code == 2 and err.count("\n") == 1 and message in err, err

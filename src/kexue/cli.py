@@ -1,4 +1,4 @@
-"""The `kexue` command: list, train, sample, reproduce, bench, data.
+"""The `kexue` command: list, train, sample, reproduce, bench, data, wordvec.
 
 A contract later issues and outside checks rely on: every sub-command has --help; bad input ends with
 one line on stderr (`kexue: error: …` saying what, where and how to fix) and exit status 2.
@@ -496,6 +496,40 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- wordvec
+def cmd_wordvec(args: argparse.Namespace) -> int:
+    """`kexue wordvec train` (writes a word2vec-format file) and `kexue wordvec eval` (every set found)."""
+    from kexue.paths import data_dir
+    from kexue.text.wordvec import evaluate_vectors, tokenize_english, tokenize_segmented, train_vectors
+
+    if args.action == "train":
+        if args.corpus is None or args.out is None:
+            raise KexueError("kexue wordvec train needs --corpus DIR (text files) and --out vectors.txt")
+        stats = train_vectors(
+            Path(args.corpus),
+            method=args.method,
+            dim=args.dim,
+            window=args.window,
+            min_count=args.min_count,
+            seed=args.seed,
+            out=Path(args.out),
+            tokenize=tokenize_segmented if args.segmented else tokenize_english,
+            gutenberg=not args.segmented,
+            epochs=args.epochs,
+        )
+        _say(
+            f"kexue: {stats['words']} word vectors ({args.method}, dim {args.dim}) from {stats['tokens']} "
+            f"tokens in {stats['seconds']:.1f} s → {args.out}"
+        )
+        print(json.dumps(stats))
+        return 0
+    if args.vectors is None:
+        raise KexueError("kexue wordvec eval needs the vectors file: kexue wordvec eval vectors.txt")
+    eval_dir = Path(args.eval_dir) if args.eval_dir else data_dir(args.data_dir) / "wordvec-eval"
+    print(json.dumps(evaluate_vectors(Path(args.vectors), eval_dir), indent=2))
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -604,6 +638,26 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data-dir")
     q.add_argument("--split", default="train", choices=["train", "test", "all"])
     q.set_defaults(func=cmd_data)
+
+    q = sub.add_parser("wordvec", help="word vectors: SVD of (S)PPMI or SGNS; evaluate a vectors file")
+    q.add_argument("action", choices=["train", "eval"])
+    q.add_argument("vectors", nargs="?", help="eval: a word2vec text file")
+    q.add_argument("--corpus", help="train: a folder of .txt files (Project Gutenberg headers are stripped)")
+    q.add_argument("--method", choices=["svd", "sgns"], default="svd")
+    q.add_argument("--dim", type=int, default=300)
+    q.add_argument("--window", type=int, default=5)
+    q.add_argument("--min-count", type=int, default=10)
+    q.add_argument("--epochs", type=int, default=5, help="sgns: passes over the corpus (default 5)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument(
+        "--segmented",
+        action="store_true",
+        help="the corpus is pre-segmented text (e.g. Chinese), words split by spaces",
+    )
+    q.add_argument("--out", help="train: the word2vec-format file to write")
+    q.add_argument("--eval-dir", help="eval: folder of evaluation sets (default DATA_DIR/wordvec-eval)")
+    q.add_argument("--data-dir")
+    q.set_defaults(func=cmd_wordvec)
     return p
 
 

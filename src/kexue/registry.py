@@ -293,6 +293,7 @@ def reproductions() -> dict[str, Any]:
         noise_vs_gradient_penalty,
         sde_ode,
         sid,
+        word2vec_svd,
     )
 
     items = [
@@ -305,6 +306,7 @@ def reproductions() -> dict[str, Any]:
         sid.REPRODUCTION,
         dae_generative.REPRODUCTION,
         flows.REPRODUCTION,
+        word2vec_svd.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 
