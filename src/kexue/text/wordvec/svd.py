@@ -11,8 +11,9 @@ context vectors is a bag of words times that layer, so CBOW is an N → n → N 
 of the co-occurrence matrix, i.e. a truncated SVD; this module is that SVD.
 
 The SVD is Halko, Martinsson & Tropp's randomized range finder ([HMT11] Alg. 4.4, q power iterations with
-re-orthonormalisation), then an exact SVD of the small projected matrix. The randomness is a numpy
-Generator passed in. `scipy.sparse.linalg.svds` (ARPACK) is the exact alternative (solver="arpack").
+re-normalisation), then an exact SVD of the small projected matrix, as scikit-learn implements it; the
+randomness comes from a numpy Generator passed in. `scipy.sparse.linalg.svds` (ARPACK) is the exact
+alternative (solver="arpack").
 
 Sources: [4233] kexue.fm/archives/4233; [LGD15] Levy, Goldberg & Dagan, TACL 2015; [HMT11] Halko et al.,
 "Finding Structure with Randomness", SIAM Review 2011.
@@ -32,21 +33,24 @@ def randomized_svd(
     oversample: int = 10,
     power_iters: int = 3,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """U (V, d), s (d,) descending, Vt (d, V') of the rank-`dim` truncated SVD of `m` (float32)  [HMT11]."""
+    """U (V, d), s (d,) descending, Vt (d, V') of the rank-`dim` truncated SVD of `m` (float32)  [HMT11].
+
+    scikit-learn's implementation of [HMT11] Alg. 4.4 + 5.1 (range finder with `power_iters` normalised
+    power iterations, then an exact SVD of the projected matrix); its seed is drawn from `generator`.
+    """
+    from sklearn.utils.extmath import randomized_svd as sklearn_randomized_svd
+
     n_rows, n_cols = m.shape
     if not 1 <= dim <= min(n_rows, n_cols):
         raise ValueError(f"dim must be in 1..{min(n_rows, n_cols)} for a {n_rows}×{n_cols} matrix, got {dim}")
-    m = m.astype(np.float32)
-    mt = m.T.tocsr() if sp.issparse(m) else m.T
-    ell = min(dim + oversample, min(n_rows, n_cols))
-    omega = generator.standard_normal((n_cols, ell), dtype=np.float32)
-    q, _ = np.linalg.qr(m @ omega)  # (V, ℓ) range of M  [HMT11] Alg. 4.4 step 1–2
-    for _ in range(power_iters):  # (M Mᵀ)^q sharpens the spectrum; QR each half-step for stability
-        q, _ = np.linalg.qr(mt @ q)  # (V', ℓ)
-        q, _ = np.linalg.qr(m @ q)  # (V, ℓ)
-    b = np.asarray((mt @ q).T)  # (ℓ, V') = Qᵀ M
-    u_b, s, vt = np.linalg.svd(b, full_matrices=False)  # exact SVD of the small matrix  [HMT11] Alg. 5.1
-    return (q @ u_b)[:, :dim], s[:dim], vt[:dim]
+    u, s, vt = sklearn_randomized_svd(
+        m.astype(np.float32),
+        dim,
+        n_oversamples=oversample,
+        n_iter=power_iters,
+        random_state=int(generator.integers(2**31 - 1)),
+    )
+    return u, s, vt
 
 
 def arpack_svd(m: sp.spmatrix, dim: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
