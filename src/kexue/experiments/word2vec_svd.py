@@ -60,7 +60,8 @@ class Config:
     default_shift: float = 1.0  # the shipped "svd" row: PPMI (shifting does not help SVD, [LGD15] Sec. 6)
     default_power: float = 0.5
     default_add_contexts: bool = True  # w + c
-    epochs: int = 5  # SGNS passes, kexue and gensim
+    epochs: int = 5  # SGNS passes of gensim (the peer row: 5) and, by default, of kexue's SGNS
+    kexue_epochs: int | None = None  # kexue SGNS passes when they differ (None: `epochs`)
     negatives: int = 5  # k of SGNS, kexue and gensim
     sgns_lr: float = 0.1  # kexue SGNS start rate (duplicates in a batch are averaged, see sgns.py)
     kexue_sgns: bool = True
@@ -86,7 +87,9 @@ class Config:
 
 FULL = Config()
 # all books, but d = 100 and one SGNS epoch (kexue and gensim alike); (b) on 4 books (V = 212), d = 100
-QUICK = replace(FULL, dim=100, epochs=1, powers=(0.0, 0.5), eq_files=4, eq_dim=100)
+# Quick: all books at d = 100; gensim with the 5 epochs (≈ 45 s), kexue's slower SGNS with 1 (its
+# row is reported, and gated only when it trains as long as gensim).
+QUICK = replace(FULL, dim=100, kexue_epochs=1, powers=(0.0, 0.5), eq_files=4, eq_dim=100)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -159,7 +162,7 @@ def _kexue_sgns_row(cfg: Config, corpus: Corpus, sets, ctx: Context) -> dict:
         dim=cfg.dim,
         window=cfg.window,
         negatives=cfg.negatives,
-        epochs=cfg.epochs,
+        epochs=_kexue_epochs(cfg),
         lr=cfg.sgns_lr,
         sample=cfg.sample,
     )
@@ -172,7 +175,12 @@ def _kexue_sgns_row(cfg: Config, corpus: Corpus, sets, ctx: Context) -> dict:
         sets,
         stats["seconds"],
         tokens_per_s=stats["tokens_per_s"],
+        epochs=_kexue_epochs(cfg),
     )
+
+
+def _kexue_epochs(cfg: Config) -> int:
+    return cfg.epochs if cfg.kexue_epochs is None else cfg.kexue_epochs
 
 
 def _gensim_row(cfg: Config, corpus: Corpus, sets, ctx: Context) -> dict | None:
@@ -200,7 +208,14 @@ def _gensim_row(cfg: Config, corpus: Corpus, sets, ctx: Context) -> dict | None:
     seconds = time.perf_counter() - t0
     ctx.say(f"gensim Word2Vec (sg=1): {seconds:.0f} s")
     vectors = WordVectors(tuple(model.wv.index_to_key), np.asarray(model.wv.vectors))
-    return _row("gensim", vectors, sets, seconds, tokens_per_s=corpus.num_tokens * cfg.epochs / seconds)
+    return _row(
+        "gensim",
+        vectors,
+        sets,
+        seconds,
+        tokens_per_s=corpus.num_tokens * cfg.epochs / seconds,
+        epochs=cfg.epochs,
+    )
 
 
 def _equivalence(cfg: Config, root: Path, ctx: Context) -> dict:
@@ -235,6 +250,8 @@ def _checks(cfg: Config, rows: list[dict]) -> tuple[dict[str, bool], dict]:
     svd = by["svd"]
     checks, found = {}, {"svd_ws353": svd["ws353"], "svd_seconds": svd["seconds"]}
     for peer in ("sgns", "gensim"):
+        if peer == "sgns" and _kexue_epochs(cfg) < cfg.epochs:
+            continue  # an under-trained SGNS is reported, not gated (quick: 1 pass against gensim's 5)
         if peer in by:
             checks[f"SVD WS353 ρ ≥ {peer} ρ − {cfg.ws_tolerance:g}"] = bool(
                 svd["ws353"] >= by[peer]["ws353"] - cfg.ws_tolerance
@@ -310,6 +327,7 @@ def _report(cfg: Config, corpus: Corpus, rows: list[dict], found: dict, read_sec
                 "analogy_coverage",
                 "seconds",
                 "tokens_per_s",
+                "epochs",
             ],
             digits=3,
         )
