@@ -85,6 +85,10 @@ ERRORS = [
     (["train", "classifier", "--data", "digits", "--out", "{tmp}/file.txt"], "is a file"),
     (["sample", "{tmp}/file.txt"], "is not a directory"),
     (["train", "glow", "--data", "digits", "--out", "{tmp}/r", "--set", "levels=3"], "come from the data"),
+    (
+        ["reproduce", "word2vec-svd", "--quick", "--data-dir", "{tmp}/none", "--out", "{tmp}/o"],
+        "needs gutenberg/",
+    ),
     (["train", "glow", "--data", "digits", "--out", "{tmp}/r", "--set", "L=4"], "divisible by 16"),
     (["train", "realnvp", "--data", "digits", "--out", "{tmp}/r", "--set", "logit=0.7"], "α must lie"),
 ]

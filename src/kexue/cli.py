@@ -431,12 +431,20 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         raise KexueError(f"unknown reproduction {args.name!r}; available: {', '.join(sorted(table))}")
     preset = "quick" if args.quick else "full"
     out = Path(args.out or Path("runs") / "reproduce" / f"{args.name}-{preset}")  # seeds are in the presets
+    config = table[args.name].presets[preset]
+    if args.data_dir is not None:
+        if "data_dir" not in {f.name for f in dataclasses.fields(config)}:
+            raise KexueError(
+                f"--data-dir: the {args.name} reproduction reads no data folder (drop the option)"
+            )
+        config = dataclasses.replace(config, data_dir=args.data_dir)
     metrics = execute(
         table[args.name],
         preset=preset,
         out=out,
         device=resolve_device(args.device),
         progress=not args.no_progress,
+        config=config,
     )
     verdict = "HOLDS" if metrics["holds"] else "DOES NOT HOLD"
     _say(f"kexue: {args.name} ({preset}): the claim {verdict} — {out / 'report.md'}")
@@ -621,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name", help="e.g. noise-vs-gradient-penalty")
     q.add_argument("--quick", action="store_true", help="the few-minute preset")
     q.add_argument("--out", help="output folder (default runs/reproduce/NAME-PRESET)")
+    q.add_argument("--data-dir", help="the data folder (default $KEXUE_DATA, then ~/.cache/kexue/data)")
     q.add_argument("--device", default="auto")
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=cmd_reproduce)
