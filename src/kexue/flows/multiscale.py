@@ -15,6 +15,7 @@ temperature sampling (ẑ ~ N(0, T²)) scales every conditional σ by T as in [G
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -113,7 +114,7 @@ class MultiScale(nn.Module):
         return torch.cat(pieces, dim=1), logdet
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        sizes = [int(torch.tensor(s).prod()) for s in self.piece_shapes]
+        sizes = [math.prod(s) for s in self.piece_shapes]
         pieces = [p.reshape(len(z), *s) for p, s in zip(z.split(sizes, dim=1), self.piece_shapes)]
         h = pieces[-1]
         logdet = torch.zeros(len(z), dtype=z.dtype, device=z.device)

@@ -9,6 +9,7 @@ Su's configuration ([5776]): 4 couplings, m = 5 × Dense(1000, ReLU); kexue's de
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +48,7 @@ class NICEConfig:
     def __post_init__(self) -> None:
         check_shape(self.shape, self.levels)
         check_alpha(self.logit)
-        split_sizes(int(torch.tensor(self.shape).prod()))
+        split_sizes(math.prod(self.shape))
         if self.couplings < 1 or self.hidden < 1 or self.depth < 1:
             raise ValueError("couplings, hidden and depth must all be ≥ 1")
 
@@ -58,7 +59,7 @@ class NICE(FlowDensity):
     def __init__(self, config: NICEConfig) -> None:
         super().__init__()
         self.config = config
-        d = int(torch.tensor(config.shape).prod())
+        d = math.prod(config.shape)
         first, second = split_sizes(d)
         layers: list[nn.Module] = []
         for i in range(config.couplings):
