@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from kexue.cli import build_parser, main
 
-SUBCOMMANDS = ["list", "train", "sample", "reproduce", "bench", "data"]
+SUBCOMMANDS = ["list", "train", "sample", "reproduce", "bench", "data", "wordvec", "segment"]
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -305,6 +306,32 @@ def test_wordvec_train_then_eval(capsys, tmp_path):
         (["wordvec", "train", "--out", str(out)], "needs --corpus"),
         (["wordvec", "eval"], "needs the vectors file"),
         (["wordvec", "train", "--corpus", str(tmp_path / "none"), "--out", str(out)], "does not exist"),
+    ]:
+        code, _, err = run(capsys, *args)
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_segment_streams_and_trains(capsys, tmp_path, monkeypatch):
+    import io
+
+    words = tmp_path / "words.txt"
+    words.write_text("我们\n北京\n大学\n北京大学\n学习\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("我们在北京大学学习\nab 12\n".encode())))
+    code, out, err = run(capsys, "segment", "--dict", str(words))
+    assert code == 0 and out == "我们 在 北京大学 学习\nab 12\n", err
+    model = tmp_path / "model"
+    code, out, err = run(
+        capsys, "segment", "train", "--dict", str(words), "--steps", "2", "--out", str(model)
+    )
+    assert code == 0 and (model / "tagger.safetensors").is_file(), err
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("我们在北京\n".encode())))
+    code, out, err = run(capsys, "segment", "--dict", str(words), "--model", str(model))
+    assert code == 0 and out.replace(" ", "") == "我们在北京\n", err
+    for args, message in [
+        (["segment"], "needs --dict"),
+        (["segment", "train", "--dict", str(words)], "needs --out"),
+        (["segment", "--dict", str(words), "--out", str(tmp_path / "x")], "apply to `kexue segment train`"),
+        (["segment", "--dict", str(tmp_path / "missing.txt")], "missing.txt"),
     ]:
         code, _, err = run(capsys, *args)
         assert code == 2 and err.count("\n") == 1 and message in err, err

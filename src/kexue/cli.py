@@ -1,4 +1,4 @@
-"""The `kexue` command: list, train, sample, reproduce, bench, data, wordvec.
+"""The `kexue` command: list, train, sample, reproduce, bench, data, wordvec, segment.
 
 A contract later issues and outside checks rely on: every sub-command has --help; bad input ends with
 one line on stderr (`kexue: error: …` saying what, where and how to fix) and exit status 2.
@@ -538,6 +538,36 @@ def cmd_wordvec(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- segment
+def cmd_segment(args: argparse.Namespace) -> int:
+    """`kexue segment --dict FILE [--model DIR] < in > out` and `kexue segment train … --out DIR`."""
+    from kexue.text.segment import segment_stream, train_segmenter
+
+    if args.dict is None:
+        raise KexueError("kexue segment needs --dict FILE (one word per line, optional frequency)")
+    if args.action == "train":
+        if args.out is None:
+            raise KexueError("kexue segment train needs --out DIR (where the model directory goes)")
+        info = train_segmenter(
+            Path(args.dict),
+            Path(args.corpus) if args.corpus else None,
+            Path(args.out),
+            seed=args.seed,
+            steps=args.steps,
+            say=lambda m: _say(f"kexue: {m}"),
+        )
+        _say(f"kexue: segmenter trained → {args.out}")
+        print(json.dumps(info))
+        return 0
+    if args.corpus or args.out or args.steps is not None:
+        raise KexueError("--corpus, --out and --steps apply to `kexue segment train`")
+    stats = segment_stream(Path(args.dict), Path(args.model) if args.model else None, sys.stdin, sys.stdout)
+    sys.stdout.flush()
+    if args.stats:
+        _say(json.dumps(stats))
+    return 0
+
+
 # ------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -667,6 +697,19 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--eval-dir", help="eval: folder of evaluation sets (default DATA_DIR/wordvec-eval)")
     q.add_argument("--data-dir")
     q.set_defaults(func=cmd_wordvec)
+
+    q = sub.add_parser(
+        "segment", help="Chinese word segmentation: stdin → stdout, one line per line; `train` a tagger"
+    )
+    q.add_argument("action", nargs="?", choices=["train"], help="train: frequencies by EM, then the tagger")
+    q.add_argument("--dict", help="word list: one word per line, optional frequency")
+    q.add_argument("--model", help="a model directory from `kexue segment train` (default: max-probability)")
+    q.add_argument("--corpus", help="train: raw text for EM word frequencies (when the list has none)")
+    q.add_argument("--out", help="train: the model directory to write")
+    q.add_argument("--steps", type=int, help="train: tagger steps (default: the tagger's config)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--stats", action="store_true", help="print lines, characters and characters/s on stderr")
+    q.set_defaults(func=cmd_segment)
     return p
 
 

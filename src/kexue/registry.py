@@ -292,6 +292,7 @@ def reproductions() -> dict[str, Any]:
         flows,
         noise_vs_gradient_penalty,
         sde_ode,
+        segmentation,
         sid,
         word2vec_svd,
     )
@@ -307,6 +308,7 @@ def reproductions() -> dict[str, Any]:
         dae_generative.REPRODUCTION,
         flows.REPRODUCTION,
         word2vec_svd.REPRODUCTION,
+        segmentation.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 
@@ -314,6 +316,12 @@ def reproductions() -> dict[str, Any]:
 def benchmarks() -> dict[str, Callable[..., dict]]:
     from kexue.bench import flows as bench_flows
     from kexue.bench import samplers as bench_samplers
+    from kexue.bench import segment as bench_segment
     from kexue.bench import trainer as bench_trainer
 
-    return {"flows": bench_flows.run, "samplers": bench_samplers.run, "trainer": bench_trainer.run}
+    return {
+        "flows": bench_flows.run,
+        "samplers": bench_samplers.run,
+        "segment": bench_segment.run,
+        "trainer": bench_trainer.run,
+    }

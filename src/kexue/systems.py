@@ -320,6 +320,21 @@ SYSTEMS: tuple[System, ...] = (
         [4245],
         [3924, 4195],
         "Chinese word segmentation trained from a dictionary alone",
+        modules=(
+            "kexue.text.segment.maxprob",
+            "kexue.text.segment.em",
+            "kexue.text.segment.tagger",
+            "kexue.text.segment.viterbi",
+            "kexue.text.segment.score",
+        ),
+        tests=(
+            "tests/text/segment/test_maxprob.py",
+            "tests/text/segment/test_viterbi.py",
+            "tests/text/segment/test_score.py",
+            "tests/text/segment/test_tagger.py",
+        ),
+        reproductions=("segmentation",),
+        peers=("segment",),
         issue=10,
     ),
     _s(
