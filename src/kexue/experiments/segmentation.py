@@ -53,7 +53,7 @@ class Config:
 
 
 FULL = Config(tagger=TaggerConfig(steps=4000))
-QUICK = replace(FULL, tagger=TaggerConfig(steps=300))  # CPU: ~1 min of tagger training
+QUICK = replace(FULL, tagger=TaggerConfig(steps=1200))  # 300 steps: F1 0.805; 1200: 0.855 (calibration)
 
 
 def _jieba_rows(cfg: Config, words: list[str], text_lines: list[str], ctx: Context) -> list[tuple[str, list]]:
