@@ -71,7 +71,7 @@ class Config:
 QUICK = Config()
 FULL = Config(
     data="mnist",
-    seconds=900.0,
+    seconds=600.0,
     seeds=(0,),
     batch_size=64,
     valid=5000,
