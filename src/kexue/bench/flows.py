@@ -68,7 +68,7 @@ class NormflowsGlow(nn.Module):
 
 
 def run(*, quick: bool = False, device: torch.device | None = None, data_dir: str | None = None) -> dict:
-    from kexue.experiments.flows import _split, train_for_seconds
+    from kexue.experiments.flows import split_validation, train_for_seconds
     from kexue.flows import Glow, GlowConfig
     from kexue.registry import load_data
 
@@ -84,7 +84,7 @@ def run(*, quick: bool = False, device: torch.device | None = None, data_dir: st
     budget = 60.0 if quick else 600.0
     batch, lr, eval_every = (128, 1e-3, 100) if quick else (64, 1e-3, 500)
     valid = 200 if quick else 5000
-    train_k, valid_k = _split(train.x, valid, 0)
+    train_k, valid_k = split_validation(train.x, valid, 0)
     test_k = test.x if quick else test.x[:5000]
     makers = {
         "kexue": lambda: Glow(GlowConfig(shape=shape, levels=levels, logit=0.05, **arch)),

@@ -85,7 +85,8 @@ FULL = Config(
 )
 
 
-def _split(x: Tensor, valid: int, seed: int) -> tuple[Tensor, Tensor]:
+def split_validation(x: Tensor, valid: int, seed: int) -> tuple[Tensor, Tensor]:
+    """(train, validation): `valid` images drawn by a seeded permutation are held out for model selection."""
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     if not 0 < valid < len(x):
         raise ValueError(f"valid={valid} must lie in 1..{len(x) - 1} (the training images)")
@@ -234,7 +235,7 @@ def run(cfg: Config, ctx: Context) -> Outcome:
     levels = train.levels
     train_all = train.x[: cfg.train_limit] if cfg.train_limit else train.x
     test_k = test.x[: cfg.test_limit] if cfg.test_limit else test.x
-    train_k, valid_k = _split(train_all, cfg.valid, 0)
+    train_k, valid_k = split_validation(train_all, cfg.valid, 0)
     gauss = gaussian_bpd(train_k, test_k, levels)
     ctx.say(f"full-covariance Gaussian: {gauss:.4f} bits/dim")
     rows: list[dict] = [{"model": "gaussian", "seed": 0, "test_bpd": gauss}]
