@@ -86,6 +86,7 @@ ERRORS = [
     (["train", "classifier", "--data", "digits", "--out", "{tmp}/file.txt"], "is a file"),
     (["sample", "{tmp}/file.txt"], "is not a directory"),
     (["train", "glow", "--data", "digits", "--out", "{tmp}/r", "--set", "levels=3"], "come from the data"),
+    (["bench", "trainer", "--data-dir", "{tmp}"], "reads no data folder"),
     (
         ["reproduce", "word2vec-svd", "--quick", "--data-dir", "{tmp}/none", "--out", "{tmp}/o"],
         "needs gutenberg/",
@@ -306,6 +307,21 @@ def test_wordvec_train_then_eval(capsys, tmp_path):
         (["wordvec", "train", "--out", str(out)], "needs --corpus"),
         (["wordvec", "eval"], "needs the vectors file"),
         (["wordvec", "train", "--corpus", str(tmp_path / "none"), "--out", str(out)], "does not exist"),
+        (
+            [
+                "wordvec",
+                "train",
+                "--corpus",
+                str(books),
+                "--method",
+                "sgns",
+                "--epochs",
+                "0",
+                "--out",
+                str(out),
+            ],
+            "must be ≥ 1",
+        ),
     ]:
         code, _, err = run(capsys, *args)
         assert code == 2 and err.count("\n") == 1 and message in err, err
@@ -332,6 +348,10 @@ def test_segment_streams_and_trains(capsys, tmp_path, monkeypatch):
         (["segment", "train", "--dict", str(words)], "needs --out"),
         (["segment", "--dict", str(words), "--out", str(tmp_path / "x")], "apply to `kexue segment train`"),
         (["segment", "--dict", str(tmp_path / "missing.txt")], "missing.txt"),
+        (
+            ["segment", "train", "--dict", str(words), "--steps", "0", "--out", str(model)],
+            "steps must be ≥ 1",
+        ),
     ]:
         code, _, err = run(capsys, *args)
         assert code == 2 and err.count("\n") == 1 and message in err, err

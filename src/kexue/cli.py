@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import random
 import sys
@@ -458,7 +459,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     table = benchmarks()
     if args.name not in table:
         raise KexueError(f"unknown benchmark {args.name!r}; available: {', '.join(sorted(table))}")
-    result = table[args.name](quick=args.quick, device=resolve_device(args.device))
+    options = {"data_dir": args.data_dir} if args.data_dir is not None else {}
+    if options and "data_dir" not in inspect.signature(table[args.name]).parameters:
+        raise KexueError(f"--data-dir: the {args.name} benchmark reads no data folder (drop the option)")
+    result = table[args.name](quick=args.quick, device=resolve_device(args.device), **options)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -668,6 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name", help="e.g. trainer")
     q.add_argument("--quick", action="store_true")
     q.add_argument("--json", action="store_true", help="print JSON")
+    q.add_argument("--data-dir", help="the data folder (default $KEXUE_DATA, then ~/.cache/kexue/data)")
     q.add_argument("--device", default="auto")
     q.set_defaults(func=cmd_bench)
 

@@ -215,6 +215,11 @@ def _train_one(name: str, cfg: Config, seed: int, train_k, valid_k, test_k, leve
     return model, row
 
 
+def _preprocessing(model) -> str:
+    alpha = model.config.logit
+    return "y − ½" if alpha is None else f"logit α = {alpha:g}"
+
+
 def _samples_figure(models: dict, temperatures, path, *, seed: int = 0, per_row: int = 10) -> None:
     from kexue.plots import image_grid
 
@@ -283,7 +288,9 @@ def run(cfg: Config, ctx: Context) -> Outcome:
     report = "\n\n".join(
         [
             f"Data: {cfg.data} ({len(train_k)} training, {len(valid_k)} validation, {len(test_k)} test "
-            f"images, {levels} grey levels, uniform dequantization, logit preprocessing α = 0.05); "
+            f"images, {levels} grey levels, uniform dequantization; preprocessing "
+            + ", ".join(f"{n}: {_preprocessing(m)}" for n, m in first_seed.items())
+            + "); "
             f"{cfg.seconds:g} s of training per model and seed on {ctx.device}, seeds {list(cfg.seeds)}; "
             f"weights of the best validation bits/dim (every {cfg.eval_every} steps).",
             "### Test bits/dim (mean ± standard error over seeds)",

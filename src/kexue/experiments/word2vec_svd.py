@@ -86,9 +86,8 @@ class Config:
 
 
 FULL = Config()
-# all books, but d = 100 and one SGNS epoch (kexue and gensim alike); (b) on 4 books (V = 212), d = 100
-# Quick: all books at d = 100; gensim with the 5 epochs (≈ 45 s), kexue's slower SGNS with 1 (its
-# row is reported, and gated only when it trains as long as gensim).
+# Quick: all books at d = 100, (b) on 4 books (V = 212) at d = 100; gensim with the 5 epochs
+# (≈ 45 s), kexue's slower SGNS with 1 (its row is reported, and gated only when it trains as long as gensim).
 QUICK = replace(FULL, dim=100, kexue_epochs=1, powers=(0.0, 0.5), eq_files=4, eq_dim=100)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kexue.errors import KexueError
 from kexue.text.segment import Dictionary, MaxProb, Segmenter, parse_dictionary
 
 WORDS = {
@@ -88,3 +90,7 @@ def test_segmenter_add_word_and_empty_input():
     assert seg.lcut("中华文化") == ["中华文化"]
     seg.del_word("中华文化")
     assert list(seg.cut("中华文化")) == ["中华", "文化"]
+    for word in ("中华", "文化"):
+        seg.del_word(word)
+    with pytest.raises(KexueError, match="dictionary is empty"):
+        seg.lcut("中华文化")

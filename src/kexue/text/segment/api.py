@@ -25,6 +25,12 @@ class Segmenter:
     @property
     def maxprob(self) -> MaxProb:
         if self._model is None:  # rebuilt lazily after add_word / del_word
+            if not self._freq:
+                from kexue.errors import KexueError
+
+                raise KexueError(
+                    "the segmenter's dictionary is empty (every word was deleted); add_word first"
+                )
             self._model = MaxProb(Dictionary(self._freq), max_len=self.max_len)
         return self._model
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from kexue.errors import DataError
 from kexue.text.segment.atoms import Atoms, atomize, render, words_codes
 from kexue.text.segment.dictionary import Dictionary
 from kexue.text.segment.viterbi import B, E, M, S, tags_to_starts, viterbi
@@ -47,6 +48,16 @@ class TaggerConfig:
     steps: int = 2000  # optimiser steps
     lr: float = 2e-3  # Adam, cosine-decayed to 0
     unk_rate: float = 0.02  # training atoms replaced by UNK (trains the UNK embedding)
+
+    def __post_init__(self) -> None:
+        sizes = {k: getattr(self, k) for k in ("emb", "hidden", "max_words", "maxlen", "batch", "steps")}
+        bad = {k: v for k, v in sizes.items() if v < 1}
+        if bad or not self.lr > 0 or not 0 <= self.unk_rate < 1:
+            raise DataError(
+                f"tagger config: sizes and steps must be ≥ 1, lr > 0 and unk_rate in [0, 1); got "
+                f"{bad or ''}{'' if self.lr > 0 else f' lr={self.lr}'}"
+                f"{'' if 0 <= self.unk_rate < 1 else f' unk_rate={self.unk_rate}'}"
+            )
 
 
 class Vocabulary:

@@ -34,6 +34,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from kexue.errors import DataError
 from kexue.text.wordvec.cooccurrence import check_window
 from kexue.text.wordvec.corpus import Corpus, keep_probabilities
 
@@ -53,7 +54,10 @@ class SGNSConfig:
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.negatives < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("dim, negatives, epochs and batch_size must be ≥ 1")
+            raise DataError(
+                f"SGNS: dim, negatives, epochs and batch_size must be ≥ 1, got dim={self.dim}, "
+                f"negatives={self.negatives}, epochs={self.epochs}, batch_size={self.batch_size}"
+            )
 
 
 def _pairs(ids: Tensor, end: Tensor, window: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
