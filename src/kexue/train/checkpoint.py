@@ -146,8 +146,8 @@ def save_tensors_atomic(
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write a text file atomically."""
-    _write_atomic(path, lambda tmp: tmp.write_text(text))
+    """Write a text file atomically (UTF-8, "\n" line ends on every platform)."""
+    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="\n"))
 
 
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:

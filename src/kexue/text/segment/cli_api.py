@@ -11,10 +11,7 @@ batch is written as soon as it is done.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -23,6 +20,7 @@ from kexue.text.segment.dictionary import read_dictionary, write_dictionary
 from kexue.text.segment.em import estimate_frequencies
 from kexue.text.segment.maxprob import MaxProb
 from kexue.text.segment.tagger import Tagger, TaggerConfig, train_tagger
+from kexue.train.checkpoint import build_directory_atomic
 
 BATCH_CHARS = 1 << 16
 
@@ -124,17 +122,11 @@ def train_segmenter(
     stats: dict = {}
     tagger = train_tagger(dictionary, cfg, seed=seed, stats=stats, say=say)
     info |= {"tagger": asdict(cfg), "train": stats}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        tagger.save(tmp)
-        write_dictionary(dictionary, tmp / "dictionary.txt")
-        (tmp / "train.json").write_text(json.dumps(info, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    def build(work: Path) -> None:
+        tagger.save(work)
+        write_dictionary(dictionary, work / "dictionary.txt")
+        (work / "train.json").write_text(json.dumps(info, indent=2))
+
+    build_directory_atomic(out, build)
     return info

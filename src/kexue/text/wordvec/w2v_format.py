@@ -2,20 +2,19 @@
 
 It is the format of word2vec's `-binary 0` output and of gensim's `KeyedVectors.save_word2vec_format`
 (binary=False), so gensim's `KeyedVectors.load_word2vec_format(path)` reads what `write_word2vec` writes.
-Writes are atomic (a temporary file in the same folder, then a rename), so a crash never leaves half a file.
+Writes are atomic (kexue.train.checkpoint.write_text_atomic), so a crash never leaves half a file.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from kexue.errors import DataError
 from kexue.text.wordvec.vectors import WordVectors
+from kexue.train.checkpoint import write_text_atomic
 
 
 def write_word2vec(vectors: WordVectors, path: Path, *, digits: int = 6) -> Path:
@@ -24,19 +23,11 @@ def write_word2vec(vectors: WordVectors, path: Path, *, digits: int = 6) -> Path
     bad = next((w for w in vectors.words if not w or any(ch.isspace() for ch in w)), None)
     if bad is not None:
         raise DataError(f"word {bad!r} is empty or has whitespace; the word2vec format cannot hold it")
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     np.savetxt(buf, np.asarray(vectors.vectors, dtype=np.float32), fmt=f"%.{digits}g", delimiter=" ")
     rows = buf.getvalue().splitlines()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(f"{len(vectors.words)} {vectors.dim}\n")
-            f.writelines(f"{w} {r}\n" for w, r in zip(vectors.words, rows))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    header = f"{len(vectors.words)} {vectors.dim}\n"
+    write_text_atomic(header + "".join(f"{w} {r}\n" for w, r in zip(vectors.words, rows)), path)
     return path
 
 
