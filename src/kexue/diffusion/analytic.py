@@ -127,17 +127,24 @@ def timestep_table(
     return table, se
 
 
-def _check_ms_eps(ms_eps: Tensor, abar: Tensor) -> Tensor:
-    if not isinstance(ms_eps, Tensor) or ms_eps.shape != abar.shape:
-        shape = tuple(ms_eps.shape) if isinstance(ms_eps, Tensor) else type(ms_eps).__name__
+def check_mean_square_table(table: Tensor, abar: Tensor, name: str, what: str, source: str) -> Tensor:
+    """A per-timestep mean-square table in float64: shape (N + 1,) like abar, no negative entries (NaN marks
+    a timestep not estimated). name / what / source word the error, e.g. "ms_eps" / "E‖ε_θ‖²/d" /
+    "estimate_ms_eps"."""
+    if not isinstance(table, Tensor) or table.shape != abar.shape:
+        shape = tuple(table.shape) if isinstance(table, Tensor) else type(table).__name__
         raise ValueError(
-            f"ms_eps must be the ({len(abar)},) table indexed by t = 0..N like abar, got {shape}; "
-            "estimate_ms_eps returns it"
+            f"{name} must be the ({len(abar)},) table indexed by t = 0..N like abar, got {shape}; "
+            f"{source} returns it"
         )
-    ms = ms_eps.to(torch.float64)
+    ms = table.to(torch.float64)
     if bool((ms[~ms.isnan()] < 0).any()):
-        raise ValueError("ms_eps is a mean square E‖ε_θ‖²/d and cannot be negative")
+        raise ValueError(f"{name} is a mean square {what} and cannot be negative")
     return ms
+
+
+def _check_ms_eps(ms_eps: Tensor, abar: Tensor) -> Tensor:
+    return check_mean_square_table(ms_eps, abar, "ms_eps", "E‖ε_θ‖²/d", "estimate_ms_eps")
 
 
 def cov_x0_from_ms_eps(ms_eps: Tensor, abar: Tensor) -> Tensor:

@@ -255,15 +255,7 @@ def estimate_ms_residual(
 
 def cov_x0_from_ms_residual(ms_res: Tensor, abar: Tensor) -> Tensor:
     """σ̄_t² = (β̄_t/ᾱ_t)·ms_res_t clamped to [0, 1]: the (N + 1,) table.  [9246] eq. 9, [ADPM] Thm 2"""
-    if not isinstance(ms_res, Tensor) or ms_res.shape != abar.shape:
-        shape = tuple(ms_res.shape) if isinstance(ms_res, Tensor) else type(ms_res).__name__
-        raise ValueError(
-            f"ms_res must be the ({len(abar)},) table indexed by t = 0..N like abar, got {shape}; "
-            "estimate_ms_residual returns it"
-        )
-    ms = ms_res.to(torch.float64)
-    if bool((ms[~ms.isnan()] < 0).any()):
-        raise ValueError("ms_res is a mean square E‖ε − ε_θ‖²/d and cannot be negative")
+    ms = analytic.check_mean_square_table(ms_res, abar, "ms_res", "E‖ε − ε_θ‖²/d", "estimate_ms_residual")
     a = abar.to(torch.float64)
     return ((1 - a) / a * ms).clamp(0, 1)  # NaN (not estimated) stays NaN
 
