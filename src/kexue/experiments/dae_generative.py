@@ -227,25 +227,15 @@ def _modes(cfg: Config, ctx: Context) -> tuple[list[dict], dict]:
     data = toy.sample(cfg.train_points, generator=torch.Generator().manual_seed(cfg.seed))
     std = float(data.std())  # σ_data for the nets' input scale
     t0 = time.perf_counter()
-    dae = _fit(
-        lambda: DAE(DAEConfig(2, cfg.sigma_min, std, cfg.width, cfg.depth)),
-        data,
-        cfg.train_steps,
-        cfg.batch_size,
-        cfg.lr,
-        cfg.seed,
-        ctx,
-    )
-    net = _fit(
+
+    def fit(build: Callable[[], nn.Module]) -> nn.Module:  # both nets: same data, steps and optimiser
+        return _fit(build, data, cfg.train_steps, cfg.batch_size, cfg.lr, cfg.seed, ctx)
+
+    dae = fit(lambda: DAE(DAEConfig(2, cfg.sigma_min, std, cfg.width, cfg.depth)))
+    net = fit(
         lambda: ScoreNet(
             ScoreNetConfig(2, cfg.sigma_max, cfg.sigma_min, cfg.levels, std, cfg.width, cfg.depth)
-        ),
-        data,
-        cfg.train_steps,
-        cfg.batch_size,
-        cfg.lr,
-        cfg.seed,
-        ctx,
+        )
     )
     ctx.say(
         f"(a) trained the DAE at σ = {cfg.sigma_min:g} and the score net, {time.perf_counter() - t0:.0f} s"
