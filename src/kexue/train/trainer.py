@@ -9,6 +9,10 @@ supports it; weight EMA; a JSONL metric log and a progress bar; a stop with a cl
 step when the loss stops being finite; atomic, resumable checkpoints (safetensors + JSON) from which a
 resumed CPU run ends bit-identical to an uninterrupted one; and DDP under `torchrun`, where W processes
 with batch B/W reproduce one process with batch B.
+
+Two hooks a model may define: `configure_optimizer(config)` returns its optimizer (the default is AdamW over
+all parameters), and `phases` (e.g. ("d", "g")) makes each step a cycle of alternating updates, one per
+phase, each on a fresh batch (`kexue.train.phases`: GANs and other min-max games).
 """
 
 from __future__ import annotations
@@ -99,8 +103,8 @@ class _LossForward(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: Sequence[Tensor]) -> Any:
-        return self.model.loss(batch)
+    def forward(self, batch: Sequence[Tensor], phase: str | None = None) -> Any:
+        return self.model.loss(batch) if phase is None else self.model.loss(batch, phase=phase)
 
 
 def _terms(out: Any) -> dict[str, Tensor]:
@@ -158,9 +162,12 @@ class Trainer:
         self.model = model.to(self.device)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.run_config = dict(run_config or {})
+        if optimizer is None and hasattr(model, "configure_optimizer"):
+            optimizer = model.configure_optimizer(config)
         self.optimizer = optimizer or torch.optim.AdamW(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay
         )
+        self.phases: tuple[str, ...] = tuple(getattr(model, "phases", ()))
         self.ema = EMA(model, config.ema_decay) if config.ema_decay is not None else None
         self.callbacks = list(callbacks)
         self.stream = BatchStream(
@@ -186,7 +193,9 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self._forward = DistributedDataParallel(self._forward, device_ids=ids)
+            self._forward = DistributedDataParallel(  # a phase leaves the other networks unused
+                self._forward, device_ids=ids, find_unused_parameters=bool(self.phases)
+            )
         self._autocast, self._scaler = self._amp_setup()
         self._logs: dict[str, float] = {}
         self._extra: dict[str, float] = {}
@@ -218,7 +227,17 @@ class Trainer:
         return self.dist.is_main
 
     # -------------------------------------------------------------------------------------- one step
-    def _train_step(self, batch: tuple[Tensor, ...]) -> Tensor:
+    def _train_step(self, batches: Iterator[tuple[Tensor, ...]]) -> Tensor:
+        """One step: one update (one batch), or one update per phase of the model's cycle."""
+        if not self.phases:
+            return self._update(next(batches), None)
+        for phase in self.phases:
+            loss = self._update(next(batches), phase, weight=1 / self.phases.count(phase))
+        return loss  # the cycle's last phase
+
+    def _update(self, batch: tuple[Tensor, ...], phase: str | None, weight: float = 1.0) -> Tensor:
+        """Forward, backward (over `accum` chunks) and one optimizer step. A phase's logged terms are
+        named "phase/term" and weighted so that the log shows their mean over the phase's updates."""
         n = self.config.accum
         if self.device.type != "cpu":
             batch = tuple(t.to(self.device, non_blocking=True) for t in batch)
@@ -229,7 +248,7 @@ class Trainer:
             sync = nullcontext() if last or not self.dist.active else self._forward.no_sync()
             with sync:
                 with self._autocast(), collecting_losses() as aux:
-                    terms = _terms(self._forward(chunk))
+                    terms = _terms(self._forward(chunk, phase))
                 loss = terms["loss"] + sum(aux.values()) if aux else terms["loss"]
                 scaled = loss / n if n > 1 else loss
                 (self._scaler.scale(scaled) if self._scaler else scaled).backward()
@@ -239,9 +258,10 @@ class Trainer:
             values = torch.stack([v.detach().float() for v in logged.values()])  # one tensor: cheap to log
             values = values / n if n > 1 else values
             total = values if total is None else total + values
-        self._check_finite(total[-1])  # "loss" is the last key
+        self._check_finite(total[-1], phase)  # "loss" is the last key
         self._apply_gradients()
-        self._accumulate(tuple(logged), total)
+        keys = tuple(logged) if phase is None else tuple(f"{phase}/{k}" for k in logged)
+        self._accumulate(keys, total * weight if weight != 1 else total)
         return total[-1]
 
     def _accumulate(self, keys: tuple[str, ...], values: Tensor) -> None:
@@ -258,11 +278,12 @@ class Trainer:
                 self._win_other[k] = self._win_other[k] + v if k in self._win_other else v
         self._win_keys, self._win_vals = (), None
 
-    def _check_finite(self, loss: Tensor) -> None:
+    def _check_finite(self, loss: Tensor, phase: str | None = None) -> None:
         value = float(loss)
         if all_max(not math.isfinite(value), self.dist):
+            which = "the loss" if phase is None else f"phase {phase!r}'s loss"
             raise TrainingError(
-                f"step {self.step + 1}: the loss is {value} (not finite), so training stopped "
+                f"step {self.step + 1}: {which} is {value} (not finite), so training stopped "
                 "before updating the weights; lower --lr, set --clip-grad, or check the data "
                 "for NaN/Inf"
             )
@@ -312,7 +333,7 @@ class Trainer:
             while self.step < self.config.steps and self.stop_reason is None:
                 for cb in self.callbacks:
                     cb.on_step_begin(self)
-                loss = self._train_step(next(batches))
+                loss = self._train_step(batches)
                 self.step += 1
                 self._window_steps += 1
                 self._elapsed = time.perf_counter() - t0

@@ -1,0 +1,6 @@
+"""GANs: the loss zoo, alternating and single-loss training, GAN-QP, BiGAN-QP, O-GAN, the VI regulariser."""
+
+from kexue.gan.gan import GAN, GANConfig
+from kexue.gan.losses import LOSSES, GANLoss, gan_loss, qp_distance, single_loss
+
+__all__ = ["GAN", "LOSSES", "GANConfig", "GANLoss", "gan_loss", "qp_distance", "single_loss"]
