@@ -200,10 +200,45 @@ def _flow_eval(test: Any) -> Callable[[nn.Module], dict[str, float]]:
     return evaluate
 
 
+def _build_gan(data: Any, overrides: Mapping[str, Any], seed: int):
+    """`kexue train gan`: images in [−1, 1] (conv nets from 16×16 up, MLPs below), or 2-D toy points."""
+    from kexue.data.images import ImageData
+    from kexue.gan import GAN, GANConfig
+
+    if "shape" in overrides:
+        raise KexueError("the GAN's shape comes from the data; drop it from --set")
+    if isinstance(data, ImageData):
+        return GAN(GANConfig(**{"shape": data.shape, **overrides})), data.tensor_dataset("symmetric")
+    base = {"shape": (2,), "z_dim": 16, "width": 128, "lr_d": 1e-3, "lr_g": 1e-3}
+    return GAN(GANConfig(**{**base, **overrides})), toy_dataset(data, 50_000, seed)
+
+
+def _gan_eval(test: Any) -> Callable[[nn.Module], dict[str, float]]:
+    """FID-proxy (kexue's own classifier features; not Inception-FID) of 2,000 samples from a fixed z."""
+    import torch
+
+    from kexue.metrics.fid_proxy import RECIPES, features_and_labels, load_feature_net
+    from kexue.metrics.frechet import frechet_distance_from_features
+
+    if test.name not in RECIPES:
+        return lambda model: {}
+    net = load_feature_net(test.name)
+    real, _ = features_and_labels(net, test.floats("unit"))
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        with torch.no_grad():
+            x = model.sample(2000, generator=torch.Generator(next(model.parameters()).device).manual_seed(0))
+        feats, _ = features_and_labels(net, ((x + 1) / 2).clamp(0, 1).cpu())
+        return {"fid_proxy": frechet_distance_from_features(feats, real)}
+
+    return evaluate
+
+
 def model_specs() -> dict[str, ModelSpec]:
     from kexue.diffusion.ddpm import DDPM, DDPMConfig
     from kexue.diffusion.sid import GeneratorConfig, OneStepGenerator
     from kexue.flows import NICE, Glow, GlowConfig, NICEConfig, RealNVP, RealNVPConfig
+    from kexue.gan import GAN, GANConfig
     from kexue.nn.classifier import Classifier, ClassifierConfig
     from kexue.nn.gaussian import Gaussian, GaussianConfig
 
@@ -219,6 +254,7 @@ def model_specs() -> dict[str, ModelSpec]:
             "realnvp", RealNVPConfig, _flow_builder(RealNVPConfig, RealNVP), RealNVP, _flow_eval
         ),
         "glow": ModelSpec("glow", GlowConfig, _flow_builder(GlowConfig, Glow), Glow, _flow_eval),
+        "gan": ModelSpec("gan", GANConfig, _build_gan, GAN, _gan_eval),
     }
 
 
@@ -288,8 +324,10 @@ def reproductions() -> dict[str, Any]:
         dae_generative,
         ddim,
         ddpm,
+        discrete_distributions,
         extended_analytic_dpm,
         flows,
+        lipschitz,
         noise_vs_gradient_penalty,
         sde_ode,
         segmentation,
@@ -309,6 +347,8 @@ def reproductions() -> dict[str, Any]:
         flows.REPRODUCTION,
         word2vec_svd.REPRODUCTION,
         segmentation.REPRODUCTION,
+        discrete_distributions.REPRODUCTION,
+        lipschitz.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 

@@ -76,6 +76,13 @@ SYSTEMS: tuple[System, ...] = (
         [],
         "Gaussian, Gumbel-max, Gumbel-softmax, straight-through, "
         "score-function estimators; bias/variance against exact enumeration",
+        modules=(
+            "kexue.estimators.gaussian",
+            "kexue.estimators.gumbel",
+            "kexue.estimators.straight_through",
+            "kexue.estimators.score_function",
+        ),
+        tests=("tests/estimators/test_estimators.py",),
         issue=7,
     ),
     _s(
@@ -311,6 +318,9 @@ SYSTEMS: tuple[System, ...] = (
         [9085],
         [],
         "the post's constructions of discrete distributions from perturbations",
+        modules=("kexue.estimators.perturbation",),
+        tests=("tests/estimators/test_perturbation.py",),
+        reproductions=("discrete-distributions",),
         issue=7,
     ),
     _s(
@@ -453,6 +463,9 @@ SYSTEMS: tuple[System, ...] = (
         [6051],
         [],
         "spectral normalisation, gradient penalty, Lipschitz regularisation for generalisation",
+        modules=("kexue.nn.lipschitz",),
+        tests=("tests/nn/test_lipschitz.py",),
+        reproductions=("lipschitz",),
         issue=8,
     ),
 )

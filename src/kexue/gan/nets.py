@@ -5,7 +5,7 @@ Linear → (4w, H/4, W/4) → ConvT(4,2,1) → BN → ReLU → ConvT(4,2,1) → 
 the critic/encoder mirrors it with strided convs and LeakyReLU(0.2). The critic has **no batch norm**: the
 single-loss trick ([6387]) and the relativistic losses ([6110]) put real and fake samples through the critic
 in one batch, and BN would mix their statistics. Spectral normalisation ([6051]) is a constructor flag that
-wraps every weight layer with torch's own `spectral_norm` parametrization.
+wraps every weight layer with torch's own `spectral_norm` parametrization (`spectral_norm_all`).
 
 Every critic/encoder has `features(x) -> (B, F)` (the flattened body) and `head`, so a critic of (x, z)
 (BiGAN) can concatenate z to the features, and an encoder (O-GAN) is a critic with `out_dim = z_dim`.
@@ -17,19 +17,8 @@ import itertools
 import math
 
 from torch import Tensor, nn
-from torch.nn.utils.parametrizations import spectral_norm as _sn
 
-
-def with_spectral_norm(module: nn.Module) -> nn.Module:
-    """Wrap every Linear / Conv / ConvTranspose weight of `module` in torch's spectral_norm."""
-    for name, child in list(module.named_children()):
-        if isinstance(child, nn.ConvTranspose2d):
-            setattr(module, name, _sn(child, dim=1))  # ConvT weights are (C_in, C_out, k, k)
-        elif isinstance(child, nn.Linear | nn.Conv2d):
-            setattr(module, name, _sn(child))
-        else:
-            with_spectral_norm(child)
-    return module
+from kexue.nn.lipschitz import spectral_norm_all
 
 
 class MLPGenerator(nn.Module):
@@ -74,7 +63,7 @@ class MLPCritic(nn.Module):
         self.feature_dim = width
         self.head = nn.Linear(width + extra_dim, out_dim)
         if spectral_norm:
-            with_spectral_norm(self)
+            spectral_norm_all(self)
 
     def features(self, x: Tensor) -> Tensor:
         return self.body(x)  # (B, width)
@@ -139,7 +128,7 @@ class ConvCritic(nn.Module):
         self.feature_dim = 4 * width
         self.head = nn.Linear(4 * width + extra_dim, out_dim)
         if spectral_norm:
-            with_spectral_norm(self)
+            spectral_norm_all(self)
 
     def features(self, x: Tensor) -> Tensor:
         return self.body(x)  # (B, 4w)
