@@ -352,7 +352,8 @@ def _draw(model: Any, run: dict, args: argparse.Namespace, generator: Any) -> An
             )
         if isinstance(model, FlowDensity):
             return model.sample(args.n, temperature=temperature, generator=generator)
-        return model.sample(args.n, generator=generator)
+        x = model.sample(args.n, generator=generator)
+        return ((x + 1) / 2).clamp(0, 1) if getattr(model, "symmetric_images", False) else x
     from kexue.diffusion import schedules
 
     samplers = diffusion_samplers()

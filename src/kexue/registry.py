@@ -234,6 +234,38 @@ def _gan_eval(test: Any) -> Callable[[nn.Module], dict[str, float]]:
     return evaluate
 
 
+def _build_vae(data: Any, overrides: Mapping[str, Any], seed: int):
+    """`kexue train vae`: images in [0, 1], dynamically binarized per batch unless --set binarize=none."""
+    from kexue.data.images import ImageData
+    from kexue.vae import VAE, VAEConfig
+
+    if not isinstance(data, ImageData):
+        raise KexueError("the VAE trains on images (digits, mnist, or an image folder)")
+    if "shape" in overrides:
+        raise KexueError("the VAE's shape comes from the data; drop it from --set")
+    config = VAEConfig(**{"shape": data.shape, "binarize": "dynamic", **overrides})
+    return VAE(config), data.tensor_dataset("unit")
+
+
+def _vae_eval(test: Any) -> Callable[[nn.Module], dict[str, float]]:
+    """−ELBO and the IWAE NLL (k = 100) on 1,000 test images binarized once (static draw, seed 0)."""
+    import torch
+
+    from kexue.data.binarize import static_binarize
+    from kexue.vae import nll
+
+    x = static_binarize(test.floats("unit")[:1000], 0)
+
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        dev = next(model.parameters()).device
+        g = torch.Generator(device=dev).manual_seed(0)
+        with torch.no_grad():
+            neg_elbo = -float(model.elbo(x.to(dev), generator=g).mean())
+        return {"test_neg_elbo": neg_elbo, "test_nll_k100": nll(model, x.to(dev), 100, generator=g)}
+
+    return evaluate
+
+
 def model_specs() -> dict[str, ModelSpec]:
     from kexue.diffusion.ddpm import DDPM, DDPMConfig
     from kexue.diffusion.sid import GeneratorConfig, OneStepGenerator
@@ -241,6 +273,7 @@ def model_specs() -> dict[str, ModelSpec]:
     from kexue.gan import GAN, GANConfig
     from kexue.nn.classifier import Classifier, ClassifierConfig
     from kexue.nn.gaussian import Gaussian, GaussianConfig
+    from kexue.vae import VAE, VAEConfig
 
     return {
         "ddpm": ModelSpec("ddpm", DDPMConfig, _build_ddpm, DDPM, _ddpm_eval),
@@ -255,6 +288,7 @@ def model_specs() -> dict[str, ModelSpec]:
         ),
         "glow": ModelSpec("glow", GlowConfig, _flow_builder(GlowConfig, Glow), Glow, _flow_eval),
         "gan": ModelSpec("gan", GANConfig, _build_gan, GAN, _gan_eval),
+        "vae": ModelSpec("vae", VAEConfig, _build_vae, VAE, _vae_eval),
     }
 
 
@@ -332,6 +366,7 @@ def reproductions() -> dict[str, Any]:
         sde_ode,
         segmentation,
         sid,
+        vae,
         word2vec_svd,
     )
 
@@ -349,6 +384,7 @@ def reproductions() -> dict[str, Any]:
         segmentation.REPRODUCTION,
         discrete_distributions.REPRODUCTION,
         lipschitz.REPRODUCTION,
+        vae.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 

@@ -95,6 +95,11 @@ class GAN(nn.Module):
         if config.mode == "alternating":
             self.phases = ("d",) * config.d_steps + ("g",) * config.g_steps
 
+    @property
+    def symmetric_images(self) -> bool:
+        """Samples are images in [−1, 1] (tanh); `kexue sample` maps them to [0, 1]."""
+        return len(self.config.shape) == 3
+
     # ---------------------------------------------------------------------------------------- pieces
     def configure_optimizer(self, train_config) -> torch.optim.Optimizer:
         """Adam (AdamW with the trainer's weight decay, 0 by default) with one group per network."""
