@@ -165,15 +165,22 @@ def test_wrong_phase_and_missing_phase_are_refused():
 
 
 @pytest.mark.parametrize("mode", ["alternating", "single"])
-def test_trainer_fits_a_ring_better_than_the_initial_generator(mode):
-    """200 steps on 8 Gaussians move the generator's samples from a blob near 0 toward the ring (r = 2)."""
+def test_trainer_moves_the_generator_onto_the_ring(mode):
+    """1,000 steps on 8 Gaussians bring the samples' mean distance to the nearest mode below 0.6× that of
+    the initial generator (seed 0: measured 0.21× alternating, 0.46× single)."""
     from kexue.data.toy2d import ring8
     from kexue.registry import toy_dataset
 
+    ring = ring8()
+    means = torch.tensor(ring.means, dtype=torch.float32)
+
+    def error(m):
+        x = m.sample(500, generator=torch.Generator().manual_seed(0))
+        return float(torch.cdist(x, means).min(1).values.mean())
+
     torch.manual_seed(0)
     m = GAN(GANConfig(shape=(2,), z_dim=4, width=64, lr_d=1e-3, lr_g=1e-3, mode=mode))
-    radius = lambda: float(m.sample(500, generator=torch.Generator().manual_seed(0)).norm(dim=1).mean())  # noqa: E731
-    before = radius()
-    Trainer(m, toy_dataset(ring8(), 4096, 0), TrainConfig(steps=200, batch_size=128, progress=False)).fit()
-    after = radius()
-    assert abs(after - 2) < abs(before - 2) and abs(after - 2) < 0.7
+    before = error(m)
+    cfg = TrainConfig(steps=1000, batch_size=128, progress=False, seed=0)
+    Trainer(m, toy_dataset(ring, 4096, 0), cfg).fit()
+    assert error(m) < 0.6 * before

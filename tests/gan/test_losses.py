@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 from kexue.gan import losses as L
 
-torch.set_default_dtype(torch.float64)
+F64 = torch.float64
 
 
 def logits(seed: int, n: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    c_r = (2 * torch.randn(n, generator=g)).requires_grad_(True)
-    c_f = (2 * torch.randn(n, generator=g)).requires_grad_(True)
+    c_r = (2 * torch.randn(n, generator=g, dtype=F64)).requires_grad_(True)
+    c_f = (2 * torch.randn(n, generator=g, dtype=F64)).requires_grad_(True)
     return c_r, c_f
 
 
@@ -160,8 +160,8 @@ def test_qp_distance_uses_per_pixel_means():
 def test_gan_qp_two_point_masses_reach_half_lambda_d(lam_d, start):
     """Tabular critic on two point masses ([6163]): max_Δ Δ − Δ²/(2λd) at Δ* = λd, value λd/2.
     Newton's method on the (quadratic) loss lands there in one step."""
-    t = torch.tensor([start, 0.0], requires_grad=True)  # T(x_r), T(x_f)
-    dist = torch.tensor([lam_d])
+    t = torch.tensor([start, 0.0], dtype=F64, requires_grad=True)  # T(x_r), T(x_f)
+    dist = torch.tensor([lam_d], dtype=F64)
     loss = L.gan_loss("gan-qp-l1").critic_loss(t[:1], t[1:], dist)
     (g,) = torch.autograd.grad(loss, t, create_graph=True)
     delta = (t[0] - t[1]).detach() - g[0].detach() / (1 / lam_d)  # Newton step in Δ (curvature 1/λd)

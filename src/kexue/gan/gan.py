@@ -111,8 +111,9 @@ class GAN(nn.Module):
         return torch.optim.AdamW(groups, betas=(c.beta1, c.beta2), weight_decay=train_config.weight_decay)
 
     def noise(self, n: int, *, generator: torch.Generator | None = None, device=None) -> Tensor:
-        device = device if device is not None else next(self.parameters()).device
-        return torch.randn(n, self.config.z_dim, generator=generator, device=device)
+        p = next(self.parameters())
+        device = device if device is not None else p.device
+        return torch.randn(n, self.config.z_dim, generator=generator, device=device, dtype=p.dtype)
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
