@@ -361,6 +361,7 @@ def reproductions() -> dict[str, Any]:
         discrete_distributions,
         extended_analytic_dpm,
         flows,
+        gumbel_estimators,
         lipschitz,
         noise_vs_gradient_penalty,
         sde_ode,
@@ -385,6 +386,7 @@ def reproductions() -> dict[str, Any]:
         discrete_distributions.REPRODUCTION,
         lipschitz.REPRODUCTION,
         vae.REPRODUCTION,
+        gumbel_estimators.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 

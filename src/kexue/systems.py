@@ -81,8 +81,14 @@ SYSTEMS: tuple[System, ...] = (
             "kexue.estimators.gumbel",
             "kexue.estimators.straight_through",
             "kexue.estimators.score_function",
+            "kexue.vae.categorical_vae",
         ),
-        tests=("tests/estimators/test_estimators.py",),
+        tests=(
+            "tests/estimators/test_estimators.py",
+            "tests/vae/test_categorical_vae.py",
+            "tests/experiments/test_gumbel_estimators.py",
+        ),
+        reproductions=("gumbel-estimators",),
         issue=7,
     ),
     _s(
