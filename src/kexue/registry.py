@@ -368,6 +368,7 @@ def reproductions() -> dict[str, Any]:
         segmentation,
         sid,
         vae,
+        vi_gan,
         word2vec_svd,
     )
 
@@ -387,6 +388,7 @@ def reproductions() -> dict[str, Any]:
         lipschitz.REPRODUCTION,
         vae.REPRODUCTION,
         gumbel_estimators.REPRODUCTION,
+        vi_gan.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 

@@ -262,6 +262,13 @@ SYSTEMS: tuple[System, ...] = (
         [5716],
         [],
         "VAE, GAN, AAE, ALI in one framework; the VI-GAN regulariser",
+        modules=("kexue.gan.gan", "kexue.gan.aae"),
+        tests=(
+            "tests/gan/test_vi_regularizer.py",
+            "tests/gan/test_aae.py",
+            "tests/experiments/test_vi_gan.py",
+        ),
+        reproductions=("vi-gan",),
         issue=8,
     ),
     _s(

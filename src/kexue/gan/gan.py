@@ -7,10 +7,13 @@ Two training modes, both through the ordinary `Trainer`:
   [x_r, sg x_f, x_f] in one batch, and the generator's term L_G(x_f) − L_G(sg x_f) is 0 in value but
   carries the generator's gradient. Simultaneous (not alternating) updates, one data pass, one G forward.
 
-The VI regulariser of [5716] (Su, arXiv 1807.05936 eq. 20): the generator's loss gains
-vi_weight · mean‖G(z) − G°(z)‖² (per-pixel mean, same z), G° the generator as it was when the cycle began.
-Its gradient is 0 on the cycle's first generator update, so it acts from the second on: the paper's code
-runs two generator steps per iteration (g_steps = 2).
+The VI regulariser of [5716] (Su, arXiv 1807.05936; the post's last equation): the generator's loss gains
+vi_weight · mean‖G(z) − G°(z)‖² (per-pixel mean, same z), G° the generator as it was when the cycle began,
+i.e. the one the critic was just fitted against. Its gradient is 0 on the cycle's first generator update,
+so it acts from the second on. The paper's code runs two generator updates per iteration in its first
+experiment (g_steps = 2) and 5 critic batches then 10 generator updates against one G° in its second (no
+BN; d_steps = 5, g_steps = 10); it reuses the same z for both updates of a pair, where kexue draws a fresh
+z per update (both estimate the same loss).
 
 Data: images in [−1, 1] (tanh generators), or 2-D points. The generator's noise z ~ N(0, I) is drawn from
 the global generator (the trainer seeds and checkpoints it); `sample` takes an explicit one.
