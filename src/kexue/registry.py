@@ -361,12 +361,14 @@ def reproductions() -> dict[str, Any]:
         discrete_distributions,
         extended_analytic_dpm,
         flows,
+        gan_losses,
         gumbel_estimators,
         lipschitz,
         noise_vs_gradient_penalty,
         sde_ode,
         segmentation,
         sid,
+        single_loss_gan,
         vae,
         vi_gan,
         word2vec_svd,
@@ -389,6 +391,8 @@ def reproductions() -> dict[str, Any]:
         vae.REPRODUCTION,
         gumbel_estimators.REPRODUCTION,
         vi_gan.REPRODUCTION,
+        gan_losses.REPRODUCTION,
+        single_loss_gan.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 
