@@ -148,6 +148,7 @@ def test_spectral_norm_critic_has_unit_spectral_norm_after_power_iterations():
         ({"lr_d": 0.0}, "learning rates"),
         ({"beta1": 1.0}, "betas"),
         ({"shape": (3, 4)}, "shape must be"),
+        ({"single_ratio": -1.0}, "single_ratio"),
         ({"shape": (1, 18, 18)}, "divisible by 4"),
     ],
 )
@@ -184,3 +185,17 @@ def test_trainer_moves_the_generator_onto_the_ring(mode):
     cfg = TrainConfig(steps=1000, batch_size=128, progress=False, seed=0)
     Trainer(m, toy_dataset(ring, 4096, 0), cfg).fit()
     assert error(m) < 0.6 * before
+
+
+def test_single_ratio_scales_only_the_generators_gradient():
+    """λ of [6387]: the generator's gradient scales by λ, the critic's does not change."""
+    x = batch()
+    grads = {}
+    for ratio in (1.0, 2.5):
+        m = model("hinge", mode="single", single_ratio=ratio)
+        m.generator.eval()
+        torch.manual_seed(5)
+        grads[ratio] = grads_of(m, m.loss(x)["loss"])
+    for k, g1 in grads[1.0].items():
+        expected = 2.5 * g1 if k.startswith("generator.") else g1
+        torch.testing.assert_close(grads[2.5][k], expected)

@@ -49,6 +49,9 @@ class GANConfig:
     gp_weight: float = 10.0  # WGAN-GP's λ (used by loss "wgan-gp")
     qp_lambda: float = 10.0  # GAN-QP's λ on the per-pixel mean distance
     vi_weight: float = 0.0  # the VI regulariser's weight ([5716]: 5 on the per-pixel mean squared error)
+    single_ratio: float = (
+        1.0  # mode "single": weight λ of the generator's term ([6387]; G:D lr ratio under SGD)
+    )
 
     def __post_init__(self) -> None:
         L.gan_loss(self.loss)  # raises on an unknown name
@@ -71,8 +74,8 @@ class GANConfig:
                 f"Adam betas must lie in [0, 1), got {self.beta1}, {self.beta2}",
             ),
             (
-                self.gp_weight >= 0 and self.qp_lambda > 0 and self.vi_weight >= 0,
-                "gp_weight, vi_weight must be ≥ 0 and qp_lambda > 0",
+                self.gp_weight >= 0 and self.qp_lambda > 0 and self.vi_weight >= 0 and self.single_ratio >= 0,
+                "gp_weight, vi_weight and single_ratio must be ≥ 0 and qp_lambda > 0",
             ),
             (len(self.shape) in (1, 3), f"shape must be (D,) points or (C, H, W) images, got {self.shape}"),
         ]
@@ -188,7 +191,8 @@ class GAN(nn.Module):
         x_f = self.generator(z)
         x_f_sg = x_f.detach()
         c_r, c_f_sg, c_f = self._scores(x_r, x_f_sg, x_f)
-        loss = L.single_loss(self.objective, c_r, c_f_sg, c_f, self._distance(x_r, x_f_sg))
+        dist = self._distance(x_r, x_f_sg)
+        loss = L.single_loss(self.objective, c_r, c_f_sg, c_f, dist, self.config.single_ratio)
         out = {"gap": (c_r - c_f_sg).mean().detach()}
         gp = self._penalty(x_r, x_f_sg)
         if gp is not None:
