@@ -355,6 +355,7 @@ def diffusion_samplers() -> dict[str, Callable[..., Any]]:
 def reproductions() -> dict[str, Any]:
     from kexue.experiments import (
         analytic_dpm,
+        cluster_vae,
         dae_generative,
         ddim,
         ddpm,
@@ -393,6 +394,7 @@ def reproductions() -> dict[str, Any]:
         vi_gan.REPRODUCTION,
         gan_losses.REPRODUCTION,
         single_loss_gan.REPRODUCTION,
+        cluster_vae.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 

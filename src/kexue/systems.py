@@ -293,6 +293,13 @@ SYSTEMS: tuple[System, ...] = (
         [5887],
         [],
         "mixture-prior VAE: unsupervised clustering + conditional generation",
+        modules=("kexue.vae.cluster_vae", "kexue.metrics.clustering"),
+        tests=(
+            "tests/vae/test_cluster_vae.py",
+            "tests/metrics/test_clustering.py",
+            "tests/experiments/test_cluster_vae.py",
+        ),
+        reproductions=("cluster-vae",),
         issue=7,
     ),
     _s(

@@ -2,6 +2,7 @@
 MLP and conv encoder/decoder nets, and the IWAE bound (test NLL in nats, active units, IWAE training)."""
 
 from kexue.vae.categorical_vae import CategoricalVAE, CategoricalVAEConfig, anneal_tau
+from kexue.vae.cluster_vae import ClusterVAE, ClusterVAEConfig
 from kexue.vae.iwae import active_units, iwae_bound, log_weights, nll, posterior_mean_variance
 from kexue.vae.vae import VAE, VAEConfig
 
@@ -9,6 +10,8 @@ __all__ = [
     "VAE",
     "CategoricalVAE",
     "CategoricalVAEConfig",
+    "ClusterVAE",
+    "ClusterVAEConfig",
     "VAEConfig",
     "active_units",
     "anneal_tau",
