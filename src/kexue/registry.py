@@ -355,6 +355,7 @@ def diffusion_samplers() -> dict[str, Callable[..., Any]]:
 def reproductions() -> dict[str, Any]:
     from kexue.experiments import (
         analytic_dpm,
+        bigan_qp,
         cluster_vae,
         dae_generative,
         ddim,
@@ -366,6 +367,7 @@ def reproductions() -> dict[str, Any]:
         gumbel_estimators,
         lipschitz,
         noise_vs_gradient_penalty,
+        o_gan,
         sde_ode,
         segmentation,
         sid,
@@ -395,6 +397,8 @@ def reproductions() -> dict[str, Any]:
         gan_losses.REPRODUCTION,
         single_loss_gan.REPRODUCTION,
         cluster_vae.REPRODUCTION,
+        o_gan.REPRODUCTION,
+        bigan_qp.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 
