@@ -29,11 +29,10 @@ from torch import Tensor, nn
 from kexue.experiments.o_gan import (
     batched,
     fit,
-    load_split,
     pairs_figure,
     probe_accuracy,
-    random_pair_mse,
     sample_metrics,
+    train_variants,
     unit,
 )
 from kexue.experiments.runner import Context, Outcome, Reproduction, markdown_table
@@ -154,31 +153,9 @@ def run(cfg: Config, ctx: Context) -> Outcome:
     unknown = [r for r in cfg.runs if r not in VARIANTS]
     if "bigan-qp" not in cfg.runs or unknown:
         raise ValueError(f"runs must include 'bigan-qp' and come from {', '.join(VARIANTS)}, got {cfg.runs}")
-    x_tr, y_tr, x_te, y_te = load_split(cfg)
-    n_probe = min(cfg.probe_train, len(x_tr))
-    data = {
-        "x_train": x_tr,
-        "probe": {"x_train": x_tr[:n_probe], "y_train": y_tr[:n_probe], "x_test": x_te, "y_test": y_te},
-    }
-    fid = None
-    if cfg.fid:
-        from kexue.metrics.fid_proxy import FidProxy
-
-        fid = FidProxy(cfg.data, data_dir=cfg.data_dir, device=ctx.device)
-    rows, models, histories, initial = [], {}, {}, None
-    for name in cfg.runs:
-        model, row, init_e, histories[name] = _train_variant(name, cfg, data, fid, ctx)
-        rows.append(row)
-        models[name] = model
-        initial = init_e if name == "bigan-qp" else initial
-    base = {
-        "random_e_probe_acc": probe_accuracy(initial, data["probe"], ctx.device),
-        "random_pair_mse": random_pair_mse(unit(x_te), seed=cfg.seed),
-    }
-    if fid is not None:
-        base["fid_proxy_floor"] = fid.floor(cfg.fid_n, generator=torch.Generator().manual_seed(cfg.seed))[
-            "fid_proxy"
-        ]
+    rows, models, histories, base, x_te, (n_train, n_probe) = train_variants(
+        cfg, ctx, _train_variant, main="bigan-qp"
+    )
     checks = _checks(cfg, rows, base)
     figures = _figures(models, x_te, cfg, ctx)
     columns = (
@@ -199,7 +176,7 @@ def run(cfg: Config, ctx: Context) -> Outcome:
     )
     report = "\n\n".join(
         [
-            f"Data: {cfg.data}, {len(x_tr)} training images (probe fitted on the first {n_probe}), "
+            f"Data: {cfg.data}, {n_train} training images (probe fitted on the first {n_probe}), "
             f"{len(x_te)} test images; {cfg.steps} steps of (d, d, g) with batch {cfg.batch_size} on "
             f"{ctx.device}; model {models['bigan-qp'].config}.",
             markdown_table(rows, [c for c in columns if any(c in r for r in rows)]),

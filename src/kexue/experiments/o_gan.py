@@ -261,10 +261,10 @@ def _checks(cfg: Config, rows: list[dict], base: dict) -> dict[str, bool]:
     return checks
 
 
-def run(cfg: Config, ctx: Context) -> Outcome:
-    unknown = [r for r in cfg.runs if r not in VARIANTS]
-    if "o-gan" not in cfg.runs or unknown:
-        raise ValueError(f"runs must include 'o-gan' and come from {', '.join(VARIANTS)}, got {cfg.runs}")
+def train_variants(cfg, ctx: Context, train_variant, *, main: str):
+    """Train every run of cfg.runs on the same split and measure the shared baselines: a linear probe on the
+    randomly initialised encoder of the `main` run, the MSE between random pairs of test images and the
+    FID-proxy's real-vs-real floor. Returns (rows, models, histories, base, x_test, (n_train, n_probe))."""
     x_tr, y_tr, x_te, y_te = load_split(cfg)
     n_probe = min(cfg.probe_train, len(x_tr))
     data = {
@@ -278,10 +278,10 @@ def run(cfg: Config, ctx: Context) -> Outcome:
         fid = FidProxy(cfg.data, data_dir=cfg.data_dir, device=ctx.device)
     rows, models, histories, initial = [], {}, {}, None
     for name in cfg.runs:
-        model, row, init_e, histories[name] = _train_variant(name, cfg, data, fid, ctx)
+        model, row, init_e, histories[name] = train_variant(name, cfg, data, fid, ctx)
         rows.append(row)
         models[name] = model
-        initial = init_e if name == "o-gan" else initial
+        initial = init_e if name == main else initial
     base = {
         "random_e_probe_acc": probe_accuracy(initial, data["probe"], ctx.device),
         "random_pair_mse": random_pair_mse(unit(x_te), seed=cfg.seed),
@@ -290,6 +290,16 @@ def run(cfg: Config, ctx: Context) -> Outcome:
         base["fid_proxy_floor"] = fid.floor(cfg.fid_n, generator=torch.Generator().manual_seed(cfg.seed))[
             "fid_proxy"
         ]
+    return rows, models, histories, base, x_te, (len(x_tr), n_probe)
+
+
+def run(cfg: Config, ctx: Context) -> Outcome:
+    unknown = [r for r in cfg.runs if r not in VARIANTS]
+    if "o-gan" not in cfg.runs or unknown:
+        raise ValueError(f"runs must include 'o-gan' and come from {', '.join(VARIANTS)}, got {cfg.runs}")
+    rows, models, histories, base, x_te, (n_train, n_probe) = train_variants(
+        cfg, ctx, _train_variant, main="o-gan"
+    )
     checks = _checks(cfg, rows, base)
     figures = _figures(models, x_te, cfg, ctx)
     cols = [
@@ -314,7 +324,7 @@ def run(cfg: Config, ctx: Context) -> Outcome:
     ]
     report = "\n\n".join(
         [
-            f"Data: {cfg.data}, {len(x_tr)} training images (probe fitted on the first {n_probe}), "
+            f"Data: {cfg.data}, {n_train} training images (probe fitted on the first {n_probe}), "
             f"{len(x_te)} test images; {cfg.steps} steps of batch {cfg.batch_size} on {ctx.device}; "
             f"model {models['o-gan'].config}.",
             markdown_table(rows, cols),
