@@ -422,6 +422,31 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- poetry
+def cmd_poetry(args: argparse.Namespace) -> int:
+    """`kexue poetry train --data-dir DIR --out RUN [--steps N]` and `kexue poetry sample RUN [--n N]`."""
+    from dataclasses import replace
+
+    from kexue.text.poetry import PoetTrainConfig, sample_couplets, train_poet
+
+    if args.action == "train":
+        if args.out is None or args.run is not None:
+            raise KexueError("kexue poetry train needs --out DIR (the run directory to write) and no RUN")
+        cfg = replace(PoetTrainConfig(), seed=args.seed, max_files=args.max_files)
+        if args.steps is not None:
+            cfg = replace(cfg, steps=args.steps)
+        info = train_poet(args.data_dir, Path(args.out), cfg, say=lambda m: _say(f"kexue: {m}"))
+        _say(f"kexue: poet trained → {args.out} (test −ELBO {info['test']['neg_elbo']:.2f} nats/couplet)")
+        print(json.dumps(info, ensure_ascii=False))
+        return 0
+    if args.run is None:
+        raise KexueError("kexue poetry sample needs a run directory: kexue poetry sample RUN [--n N]")
+    if args.n < 0 or not args.temperature >= 0:
+        raise KexueError(f"--n must be ≥ 0 and --temperature ≥ 0, got {args.n} and {args.temperature}")
+    print("\n".join(sample_couplets(Path(args.run), args.n, args.seed, temperature=args.temperature)))
+    return 0
+
+
 # ------------------------------------------------------------------------------ reproduce / bench
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from kexue.experiments.runner import execute
@@ -634,6 +659,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_train)
+
+    q = sub.add_parser(
+        "poetry", help="the CNN-VAE poet of post 5332: `train` on the Tang poems, `sample` couplets"
+    )
+    q.add_argument("action", choices=["train", "sample"])
+    q.add_argument("run", nargs="?", help="sample: a run directory written by `kexue poetry train`")
+    q.add_argument("--data-dir", help="train: the 全唐诗 JSON folder, or a data folder holding tang-poems/")
+    q.add_argument("--out", help="train: the run directory to write")
+    q.add_argument("--steps", type=int, help="train: optimizer steps (default: PoetTrainConfig.steps)")
+    q.add_argument("--max-files", type=int, help="train: read only the first N poet.tang.*.json files")
+    q.add_argument("--n", type=int, default=20, help="sample: couplets to print (default 20)")
+    q.add_argument(
+        "--temperature", type=float, default=0.0, help="sample: 0 = argmax per character (the post)"
+    )
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_poetry)
 
     q = sub.add_parser("sample", help="draw samples from a trained generative run")
     q.add_argument("run_dir", help="a run directory written by `kexue train --out`")

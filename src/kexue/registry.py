@@ -368,6 +368,7 @@ def reproductions() -> dict[str, Any]:
         lipschitz,
         noise_vs_gradient_penalty,
         o_gan,
+        poetry_vae,
         sde_ode,
         segmentation,
         sid,
@@ -399,6 +400,7 @@ def reproductions() -> dict[str, Any]:
         cluster_vae.REPRODUCTION,
         o_gan.REPRODUCTION,
         bigan_qp.REPRODUCTION,
+        poetry_vae.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 
