@@ -367,6 +367,7 @@ def reproductions() -> dict[str, Any]:
         gumbel_estimators,
         lipschitz,
         noise_vs_gradient_penalty,
+        nvae,
         o_gan,
         poetry_vae,
         sde_ode,
@@ -401,6 +402,7 @@ def reproductions() -> dict[str, Any]:
         o_gan.REPRODUCTION,
         bigan_qp.REPRODUCTION,
         poetry_vae.REPRODUCTION,
+        nvae.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 
