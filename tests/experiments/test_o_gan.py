@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from helpers import run_contract
+from helpers import FakeFidProxy, run_contract
 from kexue.experiments import o_gan as repro
 
 TINY = replace(
@@ -21,20 +21,6 @@ TINY = replace(
     runs=tuple(repro.VARIANTS),
     fid_n=60,
 )
-
-
-class FakeFidProxy:
-    """Stands in for the FID-proxy (its classifier takes too long to train in a test)."""
-
-    def __init__(self, data, *, data_dir=None, device="cpu"):
-        self.data = data
-
-    def __call__(self, images, *, generator=None):
-        assert images.min() >= 0 and images.max() <= 1  # images reach the metric in [0, 1]
-        return {"fid_proxy": float(images.std()), "kid_proxy": 0.0, "classes_covered": 10, "n": len(images)}
-
-    def floor(self, n, *, generator=None):
-        return {"fid_proxy": 0.0, "n": n}
 
 
 def test_tiny_run_writes_the_contract(tmp_path, monkeypatch):

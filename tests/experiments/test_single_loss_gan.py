@@ -5,12 +5,10 @@ MNIST, so no data set is needed)."""
 from __future__ import annotations
 
 from dataclasses import replace
-from types import SimpleNamespace
 
 import pytest
-import torch
-from torch import nn
 
+import helpers
 from helpers import run_contract
 from kexue.experiments import single_loss_gan as repro
 from kexue.gan import LOSSES
@@ -32,19 +30,8 @@ TINY = replace(
 )
 
 
-class FakeFidProxy:
-    """Stands in for the FID-proxy (its classifier and the 70k reference images take too long here)."""
-
-    def __init__(self, data, *, data_dir=None, device="cpu"):
-        self.net = nn.Linear(784, 10)  # features = the pixels, labels = argmax of a random linear head
-        self.net.features = lambda x: x.flatten(1)
-        self.net.head = self.net.forward
-        self.net.config = SimpleNamespace(num_classes=10)
-        self.real_train = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-
-    def __call__(self, images, *, generator=None):
-        assert images.min() >= 0 and images.max() <= 1  # images reach the metric in [0, 1]
-        return {"fid_proxy": float(images.mean()), "kid_proxy": 0.0, "n": len(images)}
+class FakeFidProxy(helpers.FakeFidProxy):
+    stat, classes = "mean", False
 
 
 @pytest.mark.parametrize("loss", list(LOSSES))
