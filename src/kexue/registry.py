@@ -369,6 +369,7 @@ def reproductions() -> dict[str, Any]:
         noise_vs_gradient_penalty,
         nvae,
         o_gan,
+        optimizer_ode,
         poetry_vae,
         sde_ode,
         segmentation,
@@ -401,6 +402,7 @@ def reproductions() -> dict[str, Any]:
         cluster_vae.REPRODUCTION,
         o_gan.REPRODUCTION,
         bigan_qp.REPRODUCTION,
+        optimizer_ode.REPRODUCTION,
         poetry_vae.REPRODUCTION,
         nvae.REPRODUCTION,
     ]

@@ -539,6 +539,12 @@ SYSTEMS: tuple[System, ...] = (
         [5879],
         [],
         "optimizer wrappers (decay, piecewise LR, accumulation, lookahead, lazy, EMA, per-parameter LR)",
+        modules=("kexue.train.optimizers", "kexue.train.lr_schedule", "kexue.train.embedding_adversarial"),
+        tests=(
+            "tests/train/test_optimizers.py",
+            "tests/train/test_lr_schedule.py",
+            "tests/train/test_embedding_adversarial.py",
+        ),
         issue=6,
     ),
     _s(
@@ -548,6 +554,9 @@ SYSTEMS: tuple[System, ...] = (
         [6234],
         [5655],
         "optimizers as discretised ODEs (SGD, momentum, RMSprop/Adam)",
+        modules=("kexue.experiments.optimizer_ode",),
+        tests=("tests/experiments/test_optimizer_ode.py",),
+        reproductions=("optimizer-ode",),
         issue=6,
     ),
     _s(
