@@ -355,6 +355,7 @@ def diffusion_samplers() -> dict[str, Callable[..., Any]]:
 def reproductions() -> dict[str, Any]:
     from kexue.experiments import (
         analytic_dpm,
+        attention_scale,
         bigan_qp,
         cluster_vae,
         dae_generative,
@@ -405,6 +406,7 @@ def reproductions() -> dict[str, Any]:
         optimizer_ode.REPRODUCTION,
         poetry_vae.REPRODUCTION,
         nvae.REPRODUCTION,
+        attention_scale.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 

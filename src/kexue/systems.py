@@ -148,6 +148,9 @@ SYSTEMS: tuple[System, ...] = (
         [9812],
         [],
         "1/√d, log-n and gradient-maximisation scales; the post's curve reproduced",
+        modules=("kexue.nn.attention_scale",),
+        tests=("tests/nn/test_attention_scale.py", "tests/experiments/test_attention_scale.py"),
+        reproductions=("attention-scale",),
         issue=5,
     ),
     _s(
