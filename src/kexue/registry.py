@@ -376,6 +376,7 @@ def reproductions() -> dict[str, Any]:
         segmentation,
         sid,
         single_loss_gan,
+        transformer_vq,
         vae,
         vi_gan,
         word2vec_svd,
@@ -407,6 +408,7 @@ def reproductions() -> dict[str, Any]:
         poetry_vae.REPRODUCTION,
         nvae.REPRODUCTION,
         attention_scale.REPRODUCTION,
+        transformer_vq.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 

@@ -240,6 +240,9 @@ SYSTEMS: tuple[System, ...] = (
         [9844],
         [],
         "VQ keys, linear-time attention with cache, exact against its quadratic form",
+        modules=("kexue.nn.vq_attention",),
+        tests=("tests/nn/test_vq_attention.py", "tests/experiments/test_transformer_vq.py"),
+        reproductions=("transformer-vq",),
         issue=5,
     ),
     _s(
