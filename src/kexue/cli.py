@@ -1,4 +1,4 @@
-"""The `kexue` command: list, train, sample, reproduce, bench, data, wordvec, segment.
+"""The `kexue` command: list, train, sample, reproduce, bench, data, wordvec, segment, poetry, titles.
 
 A contract later issues and outside checks rely on: every sub-command has --help; bad input ends with
 one line on stderr (`kexue: error: …` saying what, where and how to fix) and exit status 2.
@@ -447,6 +447,47 @@ def cmd_poetry(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------- titles
+def cmd_titles(args: argparse.Namespace) -> int:
+    """`kexue titles train --data-dir DIR --out RUN [--model M] [--corpus C] [--steps N]` and
+    `kexue titles generate RUN [--beam K] < documents.txt` (one document per line → one title per line)."""
+    from dataclasses import replace
+
+    from kexue.text.titles import TitlesTrainConfig, generate_titles, train_titles
+    from kexue.train.distributed import resolve_device
+
+    device = resolve_device(args.device)
+    if args.action == "train":
+        if args.out is None or args.run is not None:
+            raise KexueError("kexue titles train needs --out DIR (the run directory to write) and no RUN")
+        cfg = replace(TitlesTrainConfig(), model=args.model, corpus=args.corpus, seed=args.seed)
+        if args.corpus == "lcsts":  # LCSTS has a train split; CSL's is not public (train on dev)
+            cfg = replace(cfg, train_split="train", eval_split="test")
+        if args.steps is not None:
+            cfg = replace(cfg, steps=args.steps)
+        info = train_titles(
+            args.data_dir, Path(args.out), cfg, device=device, say=lambda m: _say(f"kexue: {m}")
+        )
+        if info["eval"] is not None:
+            e = info["eval"]
+            _say(
+                f"kexue: {cfg.model} → {args.out} ({e['split']}: ROUGE-L {e['rouge_l']:.4f}, "
+                f"BLEU {e['bleu']:.4f})"
+            )
+        print(json.dumps(info, ensure_ascii=False))
+        return 0
+    if args.run is None:
+        raise KexueError(
+            "kexue titles generate needs a run directory: kexue titles generate RUN < documents.txt"
+        )
+    if args.beam < 1:
+        raise KexueError(f"--beam must be ≥ 1, got {args.beam}")
+    texts = [line.rstrip("\r\n") for line in sys.stdin]
+    for title in generate_titles(Path(args.run), texts, beam_size=args.beam, device=device):
+        print(title)
+    return 0
+
+
 # ------------------------------------------------------------------------------ reproduce / bench
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from kexue.experiments.runner import execute
@@ -675,6 +716,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=cmd_poetry)
+
+    q = sub.add_parser(
+        "titles",
+        help="seq2seq title generation of posts 5861/6933: `train` on CSL/LCSTS, `generate` from stdin",
+    )
+    q.add_argument("action", choices=["train", "generate"])
+    q.add_argument("run", nargs="?", help="generate: a run directory written by `kexue titles train`")
+    q.add_argument("--data-dir", help="train: the data folder holding csl/ and lcsts/")
+    q.add_argument("--out", help="train: the run directory to write")
+    q.add_argument("--model", choices=["lstm", "lstm-copy", "unilm"], default="lstm-copy")
+    q.add_argument(
+        "--corpus", choices=["csl", "lcsts"], default="csl", help="train: CSL trains on its dev split"
+    )
+    q.add_argument("--steps", type=int, help="train: optimizer steps (default: TitlesTrainConfig.steps)")
+    q.add_argument("--beam", type=int, default=3, help="generate: beam size (default 3, as post 5861)")
+    q.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_titles)
 
     q = sub.add_parser("sample", help="draw samples from a trained generative run")
     q.add_argument("run_dir", help="a run directory written by `kexue train --out`")

@@ -1,1 +1,1 @@
-"""Text systems: word vectors (`kexue.text.wordvec`); segmentation, titles and poetry come later."""
+"""Text systems: word vectors (`wordvec`), segmentation (`segment`), the poet (`poetry`), titles."""
