@@ -376,6 +376,7 @@ def reproductions() -> dict[str, Any]:
         segmentation,
         sid,
         single_loss_gan,
+        titles,
         transformer_vq,
         vae,
         vi_gan,
@@ -409,17 +410,22 @@ def reproductions() -> dict[str, Any]:
         nvae.REPRODUCTION,
         attention_scale.REPRODUCTION,
         transformer_vq.REPRODUCTION,
+        titles.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 
 
 def benchmarks() -> dict[str, Callable[..., dict]]:
+    from kexue.bench import attention as bench_attention
+    from kexue.bench import decoding as bench_decoding
     from kexue.bench import flows as bench_flows
     from kexue.bench import samplers as bench_samplers
     from kexue.bench import segment as bench_segment
     from kexue.bench import trainer as bench_trainer
 
     return {
+        "attention": bench_attention.run,
+        "decoding": bench_decoding.run,
         "flows": bench_flows.run,
         "samplers": bench_samplers.run,
         "segment": bench_segment.run,
