@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import kexue.nn.vq_attention as vq_module
 from kexue.errors import KexueError
 from kexue.nn.vq_attention import (
     VectorQuantizer,
@@ -121,6 +122,41 @@ def test_linear_equals_quadratic_fp32_and_with_any_scale(gen):
         want = _naive(q, k_hat, v, causal=True, scale=scale)
         got = vq_attention_linear(q, codes, C, v, causal=True, block_size=4, scale=scale)
         assert (got - want).abs().max() <= 1e-10
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+@pytest.mark.parametrize("dv", [6, 9])  # Dv = D + 1 (the keys' width) or wider
+def test_block_groups_of_the_fused_kernel_change_nothing(gen, monkeypatch, dtype, dv):
+    """The decoder runs SDPA on a few blocks at a time; one block, three or all of them per call give the
+    quadratic form's output and gradients (q, v, codebook, the keys' straight-through part, the bias)."""
+    tol = 1e-10 if dtype == F64 else 1e-5
+    q, k, v, C = _inputs(gen, B=2, H=3, T=150, D=5, Dv=dv, c=7, dtype=dtype)  # 19 blocks of 8, the last short
+    rows = torch.randn(2, 3, 150, 9, generator=gen, dtype=dtype)  # per-row bias, W = l
+
+    def attend(linear, q, k, v, C, rows):
+        k_hat, codes = quantize(k, C.detach())
+        k_hat = k_hat.detach() + (k - k.detach()) + (codewords(codes, C) - codewords(codes, C).detach())
+        if not linear:
+            return vq_attention_quadratic(q, k_hat, v, causal=True, rel_bias=rows)
+        return vq_attention_linear(
+            q, codes, C, v, causal=True, block_size=8, k_hat=k_hat, rel_bias=rows, grad_through_cache=True
+        )
+
+    leaves = [x.clone().requires_grad_(True) for x in (q, k, v, C, rows)]
+    want = attend(False, *leaves)
+    grads = list(torch.autograd.grad(want.square().sum(), leaves))
+    grads[1] = None  # the keys' straight-through gradient stops at the exact blocks: group sizes agree
+    per_block = 2 * 2 * 3 * (7 + 16) * max(6, dv) * q.element_size()  # bytes of one block's keys and values
+    for group_bytes in (1, 3 * per_block, 2**40):  # 1, 3 (so 19 = 6·3 + 1) and all 19 blocks per call
+        monkeypatch.setattr(vq_module, "GROUP_BYTES", group_bytes)
+        with torch.no_grad():
+            assert (attend(True, q, k, v, C, rows) - want).abs().max() <= tol
+        got = attend(True, *leaves)
+        assert (got - want).abs().max() <= tol
+        got_grads = torch.autograd.grad(got.square().sum(), leaves)
+        grads[1] = got_grads[1] if grads[1] is None else grads[1]
+        for name, g, w in zip("qkvCb", got_grads, grads):
+            assert (g - w).abs().max() <= tol * 10, name
 
 
 def test_non_causal_cross_attention_tq_differs_from_tk(gen):

@@ -22,6 +22,10 @@ cache U; `scale` the logit factor the post omits (1/√d_k unless given).
   (not raw sums); its logits are q·c_s + log count_s, with −1e30 (never log 0) for empty codes; one
   shared max is subtracted from the cache and the recent logits; the weights are divided by the
   denominator before the product with V.
+- Speed: `vq_attention_linear` hands each block's softmax over its c + 2l keys — [C | log n] for the
+  cache (one extra key column carries the log count, the queries a 1 there) then blocks i − 1 and i — to
+  `F.scaled_dot_product_attention` (CPU's fused flash kernel: one pass, no exp in the float underflow
+  range), a few blocks per call; the cache grows by `index_add` (O(l·Dv) a block, not a one-hot product).
 - Gradients (post §梯度回传, [TVQ-code] `grad_thru_cache=False`): keys get the straight-through gradient
   in the two exact blocks only, and U is built from stop_gradient(V), so older values get no gradient —
   Transformer-XL's trade. `grad_through_cache=True` makes the linear form's gradient equal the quadratic
@@ -234,17 +238,23 @@ def _encoder(q: Tensor, codes: Tensor, codebook: Tensor, v: Tensor) -> Tensor:
     return logits.softmax(-1) @ means.to(v.dtype)  # (B, H, Tq, Dv): divided before the product with V
 
 
-def _blocks(x: Tensor, m: int, l: int) -> Tensor:
-    """(B, H, T, …) → (B, H, m, l, …), zero-padded at the end to m·l positions."""
-    pad = m * l - x.shape[2]
-    if pad:
-        x = torch.cat([x, x.new_zeros(*x.shape[:2], pad, *x.shape[3:])], 2)
-    return x.view(*x.shape[:2], m, l, *x.shape[3:])
+def _window(x: Tensor, start: int, stop: int) -> Tensor:
+    """Positions start … stop − 1 of x (B, H, T, …), zero outside [0, T): (B, H, stop − start, …)."""
+    T = x.shape[2]
+    rows = x[:, :, min(max(start, 0), T) : max(min(stop, T), 0)]
+    before = min(max(0, -start), stop - start)
+    after = stop - start - before - rows.shape[2]
+    if before or after:
+        zeros = [rows.new_zeros(*rows.shape[:2], n, *rows.shape[3:]) for n in (before, after)]
+        rows = torch.cat([zeros[0], rows, zeros[1]], 2)
+    return rows
 
 
-def _previous(x: Tensor) -> Tensor:
-    """Block i − 1 beside block i: (B, H, m, l, …) → (B, H, m, l, …), zeros before the first block."""
-    return torch.cat([torch.zeros_like(x[:, :, :1]), x[:, :, :-1]], 2)
+def _widen(x: Tensor, e: int, column: Tensor | float) -> Tensor:
+    """[x | column | 0]: (…, D) → (…, e) with `column` (a scalar, or broadcastable to (…, 1)) at index D."""
+    col = column if isinstance(column, Tensor) else x.new_full((1,), column)
+    parts = [x, col.to(x.dtype).expand(*x.shape[:-1], 1), x.new_zeros(*x.shape[:-1], e - x.shape[-1] - 1)]
+    return torch.cat(parts, -1)
 
 
 def _combine(s_recent: Tensor, v_recent: Tensor, s_cache: Tensor, means: Tensor) -> Tensor:
@@ -259,34 +269,75 @@ def _combine(s_recent: Tensor, v_recent: Tensor, s_cache: Tensor, means: Tensor)
     return (a_recent / denom) @ v_recent + (a_cache / denom) @ means  # (…, l, Dv)
 
 
+GROUP_BYTES = 2**24  # bytes of the keys and values of one SDPA call: a few blocks, still cache-sized
+
+
 def _decoder(q, codes, codebook, v, k_hat, l, rel_bias, grad_through_cache) -> Tensor:
-    """The block recurrence [9844] eq. 9, all blocks at once; q already scaled. Returns (B, H, T, Dv)."""
-    B, H, T, _ = q.shape
-    m, c = -(-T // l), codebook.shape[-2]
-    qb, kb, vb, zb = (_blocks(x, m, l) for x in (q, k_hat, v, codes))  # (B, H, m, l, …)
-    # 1) the cache U_{i−2}: per-code counts and means of blocks ≤ i − 2, from stop_gradient(V)
-    acc = torch.promote_types(v.dtype, torch.float32)
-    delta = F.one_hot(zb, c).to(acc)  # (B, H, m, l, c)
-    vc = vb if grad_through_cache else vb.detach()
-    counts = delta.sum(-2).cumsum(2)  # (B, H, m, c): codes of blocks ≤ i
-    sums = (delta.transpose(-1, -2) @ vc.to(acc)).cumsum(2)  # (B, H, m, c, Dv)
-    counts, sums = (torch.cat([torch.zeros_like(x[:, :, :2]), x[:, :, :-2]], 2) for x in (counts, sums))
-    means = (sums / counts.clamp(min=1)[..., None]).to(v.dtype)  # (B, H, m, c, Dv) blocks ≤ i − 2
-    s_cache = _code_logits(qb, codebook) + _log_counts(counts).to(q.dtype)[..., None, :]  # (B,H,m,l,c)
-    # 2) the two exact blocks: keys of block i − 1 and block i, causal, with the local bias B
-    k_recent = torch.cat([_previous(kb), kb], 3)  # (B, H, m, 2l, D)
-    v_recent = torch.cat([_previous(vb), vb], 3)  # (B, H, m, 2l, Dv)
-    s_recent = qb @ k_recent.transpose(-1, -2)  # (B, H, m, l, 2l)
+    """The block recurrence [9844] eq. 9 as one softmax per block over c + 2l keys; q already scaled.
+
+    Block i's queries [q | 1] attend to the keys [C | log n] (the cache U_{i−2}: one key per code, its
+    value the code's mean — [TVQ-code]'s logit q·c_s + log count_s, −1e30 for an empty code) and
+    [k̂ | 0] of blocks i − 1 and i (causal in block i, local bias B as an additive mask; the keys before
+    position 0 get −1e30 like an empty code). One `F.scaled_dot_product_attention` call then does the
+    shared max, the exp, the sums and the division — CPU's fused flash kernel — for a group of blocks;
+    the cache folds block i − 2 in by `index_add` (O(l·Dv)). Returns (B, H, T, Dv).
+    """
+    B, H, T, D = q.shape
+    m, c, dv = -(-T // l), codebook.shape[-2], v.shape[-1]
+    S, e = c + 2 * l, max(D + 1, dv)  # keys per block; the common width (SDPA's flash kernel needs one)
+    group = max(1, min(m, GROUP_BYTES // (2 * B * H * S * e * q.element_size())))
+    acc = torch.promote_types(v.dtype, torch.float32)  # counts and sums in ≥ fp32
+    cb = _widen(codebook, e, 0.0)  # (c, e) or (H, c, e); column D gets log n
     dist = torch.arange(l, device=q.device)[:, None] + l - torch.arange(2 * l, device=q.device)  # (l, 2l)
-    if rel_bias is not None:
-        rows = _blocks(_row_bias(rel_bias, T, q.dtype), m, l)  # (B|1, H|1, m, l, W + 1)
-        s_recent = s_recent + _bias(rows, dist)  # (B|1, H|1, m, l, 2l)
-    first = torch.arange(m, device=q.device)[:, None, None] == 0  # (m, 1, 1): block 0 has no block −1
-    previous = torch.arange(2 * l, device=q.device) < l  # (2l,): the keys of block i − 1
-    hidden = (dist < 0) | (first & previous)  # (m, l, 2l): after the query, or before position 0
-    s_recent = s_recent.masked_fill(hidden, float("-inf"))
-    out = _combine(s_recent, v_recent, s_cache, means)  # (B, H, m, l, Dv)
-    return out.reshape(B, H, m * l, -1)[:, :, :T]
+    mask = torch.zeros(l, S, dtype=q.dtype, device=q.device)  # the cache and block i − 1 are all visible
+    mask[:, c:] = mask[:, c:].masked_fill(dist < 0, float("-inf"))  # (l, S): block i is causal
+    rows = None if rel_bias is None else _row_bias(rel_bias, T, q.dtype)  # (B|1, H|1, T, W + 1)
+    slot0 = torch.arange(B * H, device=q.device).view(B, H, 1) * c  # (B, H, 1): row b·H + h of the cache
+    counts = torch.zeros(B * H * c, dtype=acc, device=q.device)  # Δᵀ1 of the folded blocks
+    sums = torch.zeros(B * H * c, dv, dtype=acc, device=q.device)  # ΔᵀV of the folded blocks
+    ones = torch.ones(B * H * l, dtype=acc, device=q.device)
+    vc = v if grad_through_cache else v.detach()  # the paper's stop_gradient through U
+    outs = []
+    for i0 in range(0, m, group):
+        i1 = min(m, i0 + group)
+        g = i1 - i0
+        keys = q.new_empty(B, H, g, S, e)  # per block [C | log n ; k̂_{i−1} | 0 ; k̂_i | 0]
+        values = v.new_empty(B, H, g, S, e)  # per block [means ; v_{i−1} ; v_i], zero-padded to e
+        for j, i in enumerate(range(i0, i1)):  # block by block: each piece is still in cache for the next
+            if i >= 2:  # U_{i−2} = U_{i−3} + Δ_[i−2]ᵀV_[i−2]
+                slot = (slot0 + codes[:, :, (i - 2) * l : (i - 1) * l]).flatten()  # (B·H·l,)
+                counts = counts.index_add(0, slot, ones)
+                sums = sums.index_add(0, slot, vc[:, :, (i - 2) * l : (i - 1) * l].reshape(-1, dv).to(acc))
+            keys[:, :, j, :c] = cb
+            keys[:, :, j, :c, D] = _log_counts(counts).view(B, H, c).to(q.dtype)
+            values[:, :, j, :c, :dv] = (sums / counts.clamp(min=1)[:, None]).view(B, H, c, dv).to(v.dtype)
+            values[:, :, j, :c, dv:] = 0
+        pos = torch.arange((i0 - 1) * l, i1 * l, device=q.device)[:, None]  # (R, 1), R = (g + 1)·l
+        before = torch.where(pos < 0, -MASK_INFTY_APPROX, 0.0)  # (R, 1): keys before position 0 are empty
+        kw = _widen(_window(k_hat, (i0 - 1) * l, i1 * l), e, before).view(B, H, g + 1, l, e)
+        vw = F.pad(_window(v, (i0 - 1) * l, i1 * l), (0, e - dv)).view(B, H, g + 1, l, e)
+        keys[..., c : c + l, :], keys[..., c + l :, :] = kw[:, :, :-1], kw[:, :, 1:]
+        values[..., c : c + l, :], values[..., c + l :, :] = vw[:, :, :-1], vw[:, :, 1:]
+        qw = _widen(_window(q, i0 * l, i1 * l), e, 1.0)  # (B, H, g·l, e): [q | 1 | 0]
+        attn_mask = mask if rows is None else _group_mask(rows, mask, dist, i0, i1, l, H)
+        out = F.scaled_dot_product_attention(
+            qw.view(B, H * g, l, e),
+            keys.view(B, H * g, S, e),
+            values.view(B, H * g, S, e),
+            attn_mask=attn_mask,
+            scale=1.0,
+        )  # (B, H·g, l, e)
+        outs.append(out.view(B, H, g * l, e)[..., :dv])
+    return torch.cat(outs, 2)[:, :, :T] if outs else v.new_zeros(B, H, 0, dv)
+
+
+def _group_mask(rows: Tensor, mask: Tensor, dist: Tensor, i0: int, i1: int, l: int, heads: int) -> Tensor:
+    """The causal mask plus the local bias B of blocks i0 … i1 − 1: (B|1, H·g, l, S) for SDPA."""
+    g = i1 - i0
+    b = _bias(_window(rows, i0 * l, i1 * l).unflatten(2, (g, l)), dist)  # (B|1, H|1, g, l, 2l)
+    c = mask.shape[-1] - 2 * l
+    full = torch.cat([b.new_zeros(*b.shape[:-1], c), b], -1) + mask  # (B|1, H|1, g, l, S)
+    return full.expand(full.shape[0], heads, *full.shape[2:]).flatten(1, 2)  # (B|1, H·g, l, S)
 
 
 def vq_attention_linear(
@@ -309,7 +360,8 @@ def vq_attention_linear(
     causal=False: the encoder form (Tq may differ from Tk); block_size is not used.
     causal=True: self-attention (Tq = Tk = T, any T — the last block may be short) in blocks of
         `block_size` l: block i attends exactly to blocks i − 1 and i and to blocks ≤ i − 2 through the
-        cache. Costs O(T·(c + 2l)·(D + Dv)) time and O(T·(c + 2l) + (T/l)·c·Dv) memory.
+        cache. Costs O(T·(c + 2l)·(D + Dv)) time and O(T·Dv) memory plus the keys and values of one
+        SDPA call (≈ `GROUP_BYTES`; with rel_bias also its (l, c + 2l) masks).
     scale: None (1/√D), a float, or a tensor broadcastable to (B, H, Tq, 1).
     k_hat: (B, H, T, D), the quantiser's output: its straight-through gradient reaches the keys through
         the two exact blocks (its value must be C[codes]; default C[codes] itself). Causal only.
