@@ -366,6 +366,8 @@ def reproductions() -> dict[str, Any]:
         flows,
         gan_losses,
         gumbel_estimators,
+        hierarchical_position,
+        length_extrapolation,
         lipschitz,
         noise_vs_gradient_penalty,
         nvae,
@@ -411,6 +413,8 @@ def reproductions() -> dict[str, Any]:
         attention_scale.REPRODUCTION,
         transformer_vq.REPRODUCTION,
         titles.REPRODUCTION,
+        length_extrapolation.REPRODUCTION,
+        hierarchical_position.REPRODUCTION,
     ]
     return {r.name: r for r in items}
 

@@ -225,6 +225,9 @@ SYSTEMS: tuple[System, ...] = (
         [7947],
         [],
         "hierarchical decomposition of learned position tables (n → n²)",
+        modules=("kexue.nn.positions",),
+        tests=("tests/nn/test_positions.py", "tests/experiments/test_hierarchical_position.py"),
+        reproductions=("hierarchical-position",),
         issue=5,
     ),
     _s(
@@ -234,6 +237,13 @@ SYSTEMS: tuple[System, ...] = (
         [9403],
         [8265, 8397],
         "RoPE 1-D, 2-D and the general orthogonal form; relativity proved",
+        modules=("kexue.nn.rope",),
+        tests=(
+            "tests/nn/test_rope.py",
+            "tests/nn/test_rope_peer.py",
+            "tests/experiments/test_length_extrapolation.py",
+        ),
+        reproductions=("length-extrapolation",),
         issue=5,
     ),
     _s(
