@@ -449,7 +449,7 @@ def cmd_poetry(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- titles
 def cmd_titles(args: argparse.Namespace) -> int:
-    """`kexue titles train --data-dir DIR --out RUN [--model M] [--corpus C] [--steps N]` and
+    """`kexue titles train --data-dir DIR --out RUN [--model M] [--bert DIR] [--corpus C] [--steps N]` and
     `kexue titles generate RUN [--beam K] < documents.txt` (one document per line → one title per line)."""
     from dataclasses import replace
 
@@ -461,6 +461,8 @@ def cmd_titles(args: argparse.Namespace) -> int:
         if args.out is None or args.run is not None:
             raise KexueError("kexue titles train needs --out DIR (the run directory to write) and no RUN")
         cfg = replace(TitlesTrainConfig(), model=args.model, corpus=args.corpus, seed=args.seed)
+        if args.bert is not None:  # TitlesTrainConfig raises a one-line KexueError unless --model unilm
+            cfg = replace(cfg, bert_dir=args.bert, bert_model=args.bert_model)
         if args.corpus == "lcsts":  # LCSTS has a train split; CSL's is not public (train on dev)
             cfg = replace(cfg, train_split="train", eval_split="test")
         if args.steps is not None:
@@ -726,6 +728,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data-dir", help="train: the data folder holding csl/ and lcsts/")
     q.add_argument("--out", help="train: the run directory to write")
     q.add_argument("--model", choices=["lstm", "lstm-copy", "unilm"], default="lstm-copy")
+    q.add_argument(
+        "--bert",
+        metavar="DIR",
+        help="train --model unilm: fine-tune this pretrained BERT folder "
+        "(config.json, model.safetensors or pytorch_model.bin, vocab.txt)",
+    )
+    q.add_argument(
+        "--bert-model",
+        choices=["bert", "roberta", "roformer"],
+        default="bert",
+        help="train: the family of --bert (hfl's RoBERTa-wwm checkpoints are BERT-format: bert)",
+    )
     q.add_argument(
         "--corpus", choices=["csl", "lcsts"], default="csl", help="train: CSL trains on its dev split"
     )

@@ -4,6 +4,7 @@ Modules, in the order data flows:
   data    CSL / LCSTS readers, the character vocabulary (PAD, UNK, START, END), padded batches
   lstm    [5861]'s BiLSTM encoder, LSTM decoder, attention and copy prior (`LSTMSeq2Seq`)
   unilm   a BERT-style Transformer with the UniLM seq2seq mask, KV-cached decoding (`UniLM`)
+  bert_unilm  the same fine-tuned from a user's pretrained BERT folder (`BertUniLM`, `from_bert_folder`)
   api     train_titles, load_titles, generate_titles, evaluate_titles (what `kexue titles` calls)
 Metrics: `kexue.metrics.rouge_bleu` (character ROUGE-1/2/L and BLEU as bert4keras's CSL example).
 """
@@ -20,6 +21,7 @@ from kexue.text.titles.api import (
     save_titles,
     train_titles,
 )
+from kexue.text.titles.bert_unilm import BertUniLM, from_bert_folder, generate_bert, seq2seq_loss
 from kexue.text.titles.data import (
     END,
     PAD,
@@ -42,6 +44,7 @@ __all__ = [
     "PAD",
     "START",
     "UNK",
+    "BertUniLM",
     "CharVocab",
     "LSTMSeq2Seq",
     "LSTMSeq2SeqConfig",
@@ -54,8 +57,10 @@ __all__ = [
     "encode_pairs",
     "evaluate_titles",
     "fit_titles",
+    "from_bert_folder",
     "from_pretrained_bert",
     "generate",
+    "generate_bert",
     "generate_titles",
     "join_source_title",
     "load_pairs",
@@ -64,6 +69,7 @@ __all__ = [
     "read_csl",
     "read_lcsts",
     "save_titles",
+    "seq2seq_loss",
     "source_bag",
     "train_titles",
     "unilm_loss",

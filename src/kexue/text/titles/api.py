@@ -1,10 +1,14 @@
 """What `kexue titles train|generate` calls: train a title generator, save it, load it, generate, score.
 
 Models: "lstm" and "lstm-copy" ([5861]'s seq2seq without / with the copy prior) and "unilm" (a BERT-style
-UniLM from scratch [6933]). A run directory (written atomically; nothing is pickled):
+UniLM [6933]: from scratch on characters, or fine-tuned from a user's pretrained BERT folder when
+`bert_dir` is given — `bert_unilm`, saved as model "unilm-bert"). A run directory (written atomically;
+nothing is pickled):
     model.safetensors   the weights
     titles.json         {"format", "version", "model", "config": the model's config,
-                         "vocab": characters by id, "max_source", "max_title"}
+                         "vocab": characters by id ("unilm-bert": the file name vocab.txt),
+                         "max_source", "max_title"}
+    vocab.txt           "unilm-bert" only: the BERT vocabulary, copied from the pretrained folder
     train.json          what was done: data, settings, seconds, and the scores on the evaluation split
 
 Randomness: `train_titles(seed=s)` initialises from a generator seeded with s and trains (data order,
@@ -24,9 +28,21 @@ from torch import nn
 
 from kexue.errors import CheckpointError, KexueError
 from kexue.metrics.rouge_bleu import corpus_scores
+from kexue.text.titles.bert_unilm import (
+    FAMILIES,
+    VOCAB,
+    BertUniLM,
+    bert_unilm_from_config,
+    check_lengths,
+    encode_bert_pairs,
+    from_bert_folder,
+    generate_bert,
+    tokenizer_lines,
+)
 from kexue.text.titles.data import END, PAD, CharVocab, Pair, encode_pairs, load_pairs, pad_ids
 from kexue.text.titles.lstm import LSTMSeq2Seq, LSTMSeq2SeqConfig
 from kexue.text.titles.unilm import UniLM, UniLMConfig
+from kexue.text.tokenizer import Tokenizer
 
 MODELS = ("lstm", "lstm-copy", "unilm")
 FORMAT, VERSION = "kexue-titles", 1
@@ -53,16 +69,27 @@ class TitlesTrainConfig:
     unilm_d_model: int = 256  # UniLM width
     unilm_layers: int = 4  # UniLM depth
     unilm_heads: int = 4  # UniLM heads
+    bert_dir: str | None = None  # "unilm": fine-tune this BERT folder (config.json, weights, vocab.txt)
+    bert_model: str = "bert"  # its family: bert | roberta | roformer (hfl RoBERTa-wwm ships as bert)
+    bert_lr: float = 1e-5  # Adam when fine-tuning bert_dir ([6915] CSL example: 1e-5)
     beam_size: int = 3  # [5861] topk = 3
     log_every: int = 100  # steps between progress lines (when `say` is given)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise KexueError(f"unknown title model {self.model!r}; choose one of {', '.join(MODELS)}")
+        if self.bert_dir is not None and self.model != "unilm":
+            raise KexueError(f"a pretrained BERT (--bert) needs --model unilm, got --model {self.model}")
+        if self.bert_model not in FAMILIES:
+            raise KexueError(f"unknown --bert-model {self.bert_model!r}; choose one of {', '.join(FAMILIES)}")
 
 
 def build_model(cfg: TitlesTrainConfig, vocab_size: int) -> nn.Module:
     """The untrained model of `cfg.model`, initialised from a generator seeded with `cfg.seed`."""
+    if cfg.bert_dir is not None:
+        raise KexueError(
+            "build_model trains from scratch; a pretrained BERT comes from from_bert_folder(bert_dir)"
+        )
     gen = torch.Generator().manual_seed(cfg.seed)
     if cfg.model == "unilm":
         c = UniLMConfig(
@@ -86,25 +113,39 @@ def build_model(cfg: TitlesTrainConfig, vocab_size: int) -> nn.Module:
 
 
 def _kind(model: nn.Module) -> str:
+    if isinstance(model, BertUniLM):
+        return "unilm-bert"
     if isinstance(model, UniLM):
         return "unilm"
     return "lstm-copy" if model.config.copy_prior else "lstm"
 
 
 # ------------------------------------------------------------------------------------------ training
+def _dataset(model: nn.Module, pairs: Sequence[Pair], vocab: CharVocab | Tokenizer, cfg: TitlesTrainConfig):
+    """The training tensors: (tokens, segments, lengths) for a pretrained BERT, else (sources, titles)."""
+    from torch.utils.data import TensorDataset
+
+    if isinstance(model, BertUniLM):
+        check_lengths(model, cfg.max_source, cfg.max_title)
+        return TensorDataset(
+            *encode_bert_pairs(pairs, vocab, max_source=cfg.max_source, max_title=cfg.max_title)
+        )
+    return TensorDataset(*encode_pairs(pairs, vocab, max_source=cfg.max_source, max_title=cfg.max_title))
+
+
 def fit_titles(
     model: nn.Module,
     pairs: Sequence[Pair],
-    vocab: CharVocab,
+    vocab: CharVocab | Tokenizer,
     cfg: TitlesTrainConfig,
     *,
     device: torch.device | str = "cpu",
     say: Callable[[str], None] | None = None,
 ) -> dict:
-    """Train `model` on `pairs` with the kexue Trainer (Adam, cfg.lr); returns {"steps", "seconds", …}."""
-    from torch.utils.data import TensorDataset
-
+    """Train `model` on `pairs` with the kexue Trainer (Adam: cfg.lr, or cfg.bert_lr when fine-tuning a
+    pretrained BERT); returns {"steps", "seconds", …}."""
     from kexue.train.callbacks import Callback
+    from kexue.train.distributed import Dist
     from kexue.train.trainer import TrainConfig, Trainer
 
     class _Say(Callback):
@@ -116,11 +157,11 @@ def fit_titles(
                     f"token acc {acc:.3f}"
                 )
 
-    src, tgt = encode_pairs(pairs, vocab, max_source=cfg.max_source, max_title=cfg.max_title)
+    data = _dataset(model, pairs, vocab, cfg)
     train = TrainConfig(
         steps=cfg.steps,
         batch_size=min(cfg.batch_size, len(pairs)),
-        lr=cfg.lr,
+        lr=cfg.bert_lr if isinstance(model, BertUniLM) else cfg.lr,
         seed=cfg.seed,
         log_every=cfg.log_every,
         progress=False,
@@ -130,7 +171,8 @@ def fit_titles(
     cuda = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):  # dropout and data order: seeded, caller's RNG untouched
         torch.manual_seed(cfg.seed)
-        trainer = Trainer(model.to(device), TensorDataset(src, tgt), train, callbacks=[_Say()]).fit()
+        # dist=…: the Trainer's default Dist() is the CPU, which would move the model back off `device`
+        trainer = Trainer(model.to(device), data, train, dist=Dist(device=device), callbacks=[_Say()]).fit()
     model.eval()
     seconds = time.perf_counter() - t0
     return {"steps": trainer.step, "seconds": seconds, "epochs": trainer.step * train.batch_size / len(pairs)}
@@ -140,7 +182,7 @@ def fit_titles(
 @torch.no_grad()
 def generate(
     model: nn.Module,
-    vocab: CharVocab,
+    vocab: CharVocab | Tokenizer,
     texts: Sequence[str],
     *,
     max_source: int = 256,
@@ -150,9 +192,20 @@ def generate(
 ) -> list[str]:
     """Titles of `texts` by beam search over the model's cached `step` ([5861] eq. 1, beam 3 by default).
 
-    Texts are batched by length (a batch pads to its longest); an empty text gets an empty title."""
+    Texts are batched by length (a batch pads to its longest); an empty text gets an empty title. A
+    pretrained-BERT model (`BertUniLM`, with its `Tokenizer` as `vocab`) decodes by `generate_bert`."""
     from kexue.nn.decoding import beam_search
 
+    if isinstance(model, BertUniLM):
+        return generate_bert(
+            model,
+            vocab,
+            texts,
+            max_source=max_source,
+            max_title=max_title,
+            beam_size=beam_size,
+            batch_size=batch_size,
+        )
     model.eval()
     device = next(model.parameters()).device
     ids = [vocab.encode(t.strip(), max_source) for t in texts]
@@ -177,7 +230,7 @@ def generate(
 
 def evaluate_titles(
     model: nn.Module,
-    vocab: CharVocab,
+    vocab: CharVocab | Tokenizer,
     pairs: Sequence[Pair],
     *,
     max_source: int,
@@ -209,18 +262,23 @@ def train_titles(
 ) -> dict:
     """Read `corpus/train_split`, build the vocabulary, train, score on `eval_split`, write `out/`.
 
-    data_dir: the folder holding csl/ and lcsts/ (None: KEXUE_DATA, then the cache). Returns train.json."""
+    data_dir: the folder holding csl/ and lcsts/ (None: KEXUE_DATA, then the cache). With
+    `config.bert_dir`, the UniLM starts from that pretrained BERT and its vocabulary. Returns train.json."""
     from kexue.paths import data_dir as resolve
 
     root = resolve(data_dir)
     pairs = load_pairs(root, config.corpus, config.train_split)
-    vocab = CharVocab.build((p.source[: config.max_source] + p.title for p in pairs), config.min_count)
-    model = build_model(config, len(vocab))
+    vocab: CharVocab | Tokenizer
+    if config.bert_dir is not None:
+        model, vocab = from_bert_folder(config.bert_dir, config.bert_model)
+    else:
+        vocab = CharVocab.build((p.source[: config.max_source] + p.title for p in pairs), config.min_count)
+        model = build_model(config, len(vocab))
     stats = fit_titles(model, pairs, vocab, config, device=device, say=say)
     info = {
         "data_dir": str(root),
         "train_pairs": len(pairs),
-        "vocab_size": len(vocab),
+        "vocab_size": vocab.vocab_size if isinstance(vocab, Tokenizer) else len(vocab),
         "config": asdict(config),
         "train": stats,
         "eval": None,
@@ -244,22 +302,29 @@ def train_titles(
 # ------------------------------------------------------------------------------------------ files
 def save_titles(
     model: nn.Module,
-    vocab: CharVocab,
+    vocab: CharVocab | Tokenizer,
     directory: str | Path,
     info: dict | None = None,
     *,
     max_source: int = 256,
     max_title: int = 32,
 ) -> Path:
-    """Write a run directory atomically: model.safetensors, titles.json and (if given) train.json."""
-    from kexue.train.checkpoint import build_directory_atomic, save_tensors_atomic, write_json_atomic
+    """Write a run directory atomically: model.safetensors, titles.json, (if given) train.json, and for a
+    pretrained-BERT model its vocab.txt (`vocab` is then its `Tokenizer`)."""
+    from kexue.train.checkpoint import (
+        build_directory_atomic,
+        save_tensors_atomic,
+        write_json_atomic,
+        write_text_atomic,
+    )
 
+    bert = isinstance(model, BertUniLM)
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "model": _kind(model),
-        "config": asdict(model.config),
-        "vocab": "".join(vocab.chars),
+        "config": model.config if bert else asdict(model.config),
+        "vocab": VOCAB if bert else "".join(vocab.chars),
         "max_source": max_source,
         "max_title": max_title,
     }
@@ -268,6 +333,8 @@ def save_titles(
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         save_tensors_atomic(state, work / WEIGHTS, metadata={"format": FORMAT})
         write_json_atomic(meta, work / META)
+        if bert:
+            write_text_atomic(tokenizer_lines(vocab), work / VOCAB)
         if info is not None:
             write_json_atomic(info, work / INFO)
 
@@ -276,8 +343,9 @@ def save_titles(
 
 def load_titles(
     directory: str | Path, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, CharVocab, dict]:
-    """(model in eval mode, vocabulary, titles.json) of a run written by `train_titles` / `save_titles`."""
+) -> tuple[nn.Module, CharVocab | Tokenizer, dict]:
+    """(model in eval mode, vocabulary, titles.json) of a run written by `train_titles` / `save_titles`;
+    the vocabulary is a `CharVocab`, or the run's BERT `Tokenizer` (vocab.txt) for a "unilm-bert" run."""
     from kexue.train.checkpoint import load_tensors, read_json
 
     directory = Path(directory)
@@ -289,10 +357,15 @@ def load_titles(
             f"{directory / META} is not a {FORMAT} v{VERSION} file; give a `kexue titles train` run"
         )
     try:
-        vocab = CharVocab(tuple(meta["vocab"]))
-        if meta["model"] == "unilm":
-            model: nn.Module = UniLM(UniLMConfig(**meta["config"]))
+        vocab: CharVocab | Tokenizer
+        if meta["model"] == "unilm-bert":
+            model: nn.Module = bert_unilm_from_config(meta["config"])
+            vocab = Tokenizer(directory / VOCAB, do_lower_case=meta["config"]["do_lower_case"])
+        elif meta["model"] == "unilm":
+            vocab = CharVocab(tuple(meta["vocab"]))
+            model = UniLM(UniLMConfig(**meta["config"]))
         else:
+            vocab = CharVocab(tuple(meta["vocab"]))
             model = LSTMSeq2Seq(LSTMSeq2SeqConfig(**meta["config"]))
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{directory / META}: unusable config or vocabulary ({e}); retrain") from None

@@ -16,8 +16,9 @@ state: "layers" per layer (k, v) (B, H, T, D); "real" (B, T_keys) which keys are
 "pos" (B,) the position of the next token (positions count real tokens, so a padded prompt continues right
 after its own [SEP], exactly as the unpadded sequence would).
 
-A user's pretrained BERT: `from_pretrained_bert` is the hook — it hands the checkpoint to
-`kexue.models.builder.build_transformer_model(..., application="unilm")` (another module of kexue).
+A user's pretrained BERT: `from_pretrained_bert` hands a checkpoint to
+`kexue.models.builder.build_transformer_model(..., application="unilm")`; the whole fine-tuning path (BERT
+folder, WordPiece tokenizer, loss, decoding, run files) is `kexue.text.titles.bert_unilm`.
 """
 
 from __future__ import annotations
@@ -201,11 +202,12 @@ class UniLM(nn.Module):
 
 
 def from_pretrained_bert(
-    config: str | Path, checkpoint: str | Path | None = None, **kwargs: Any
+    config: str | Path, checkpoint: str | Path | None = None, *, model: str = "bert", **kwargs: Any
 ) -> nn.Module:
-    """Hook for system (b) from a user's pretrained BERT ([6933]'s setting): the UniLM built by
-    `kexue.models.builder.build_transformer_model(config, checkpoint, model="bert", application="unilm")`.
-    Its tokenizer is the BERT vocabulary's (`kexue.models`), not `CharVocab`."""
+    """System (b) from a user's pretrained BERT ([6933]'s setting): the `Bert` (application "unilm", MLM
+    head) of `kexue.models.builder.build_transformer_model(config, checkpoint, model=model, …)`. Its tokenizer
+    is the BERT vocabulary's (`kexue.text.tokenizer`), not `CharVocab`; the title loss, decoding and run
+    files of a whole BERT folder are `kexue.text.titles.bert_unilm` (`from_bert_folder`)."""
     try:
         from kexue.models.builder import build_transformer_model
     except ImportError:
@@ -213,4 +215,5 @@ def from_pretrained_bert(
             "a pretrained BERT needs kexue.models.builder, which this installation lacks; train from scratch "
             "(kexue titles train --model unilm) or update kexue"
         ) from None
-    return build_transformer_model(config, checkpoint, model="bert", application="unilm", **kwargs)
+    kwargs.setdefault("with_mlm", True)
+    return build_transformer_model(config, checkpoint, model=model, application="unilm", **kwargs)
