@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from kexue.errors import KexueError
-from kexue.nn.attention import MultiHeadAttention
+from kexue.nn import transformer
 from kexue.nn.positions import LearnedPositions
 from kexue.nn.transformer import TransformerConfig, TransformerLM
 
@@ -121,9 +121,7 @@ def set_attention(
 ) -> nn.Module:
     """Set every MultiHeadAttention's scale ("standard" 1/√d or "log_n": log_{base}(max(n, min))/√d with n
     the keys a row sees [8823]) and window (causal: keys at distance ≤ window, i.e. window + 1 keys)."""
-    for m in model.modules():
-        if isinstance(m, MultiHeadAttention):
-            m.scale, m.log_n_base, m.log_n_min, m.window = scale, log_n_base, log_n_min, window
+    transformer.set_attention(model, scale=scale, window=window, log_n_base=log_n_base, log_n_min=log_n_min)
     return model
 
 

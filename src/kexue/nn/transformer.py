@@ -55,6 +55,8 @@ class TransformerConfig:
     norm_first: bool = False  # False: the paper's post-LN; True: pre-LN + a final LayerNorm
     tie_embeddings: bool = True  # output projection = target embedding matrix [Vaswani] §3.4
     scale: str | float = "standard"  # attention scale: "standard" 1/√d_k, "log_n" [8823], or a float
+    log_n_base: int = 512  # m of log_m n: where the log-n scale equals 1/√d_k (Su: 512; use the train length)
+    log_n_min: int = 1  # clamp of the visible-key count n under log n (bert4keras 16)
     window: int | None = None  # self-attention sees only |i − j| ≤ window (None: everything)
     rope_base: float = 10000.0  # θ_i = base^(−2i/d) [8265]
     hierarchical_alpha: float = 0.4  # α of [7947] (Su's choice; 0.5 is forbidden)
@@ -124,7 +126,9 @@ class TransformerLayer(nn.Module):
 
     def __init__(self, cfg: TransformerConfig, *, cross: bool) -> None:
         super().__init__()
-        kw = dict(dropout=cfg.attention_dropout, scale=cfg.scale)
+        kw = dict(
+            dropout=cfg.attention_dropout, scale=cfg.scale, log_n_base=cfg.log_n_base, log_n_min=cfg.log_n_min
+        )
         rope = cfg.positions == "rope"
         self.self_attn = MultiHeadAttention(
             cfg.d_model, cfg.heads, rope=rope, rope_base=cfg.rope_base, window=cfg.window, **kw
@@ -332,17 +336,28 @@ class Seq2SeqTransformer(nn.Module):
 
 
 def set_attention(
-    model: nn.Module, *, scale: str | float | None = None, window: int | str | None = "keep"
+    model: nn.Module,
+    *,
+    scale: str | float | None = None,
+    window: int | str | None = "keep",
+    log_n_base: int | None = None,
+    log_n_min: int | None = None,
 ) -> None:
     """Change the scale and/or window of every self-attention in `model` (e.g. at inference only).
 
-    scale None and window "keep" leave the setting as it is; window None removes the window.
+    scale None and window "keep" leave the setting as it is; window None removes the window. log_n_base and
+    log_n_min (None: keep) set m and the clamp of the log-n scale (cross-attention too).
     """
     for layer in model.modules():
         if isinstance(layer, TransformerLayer):
-            if scale is not None:
-                layer.self_attn.scale = scale
-                if layer.cross_attn is not None:
-                    layer.cross_attn.scale = scale
+            for attn in (layer.self_attn, layer.cross_attn):
+                if attn is None:
+                    continue
+                if scale is not None:
+                    attn.scale = scale
+                if log_n_base is not None:
+                    attn.log_n_base = log_n_base
+                if log_n_min is not None:
+                    attn.log_n_min = log_n_min
             if window != "keep":
                 layer.self_attn.window = window
