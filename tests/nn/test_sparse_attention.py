@@ -352,3 +352,21 @@ def test_runs_on_the_inputs_device(gen):
     ):
         got = fn(q.cuda(), k.cuda(), v.cuda())
         assert got.device.type == "cuda" and (got.cpu() - fn(q, k, v)).abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_local_attention_block_groups_change_nothing(monkeypatch, causal):
+    """SDPA over one block group at a time (GROUP_BYTES) = one call over all blocks, values and gradients."""
+    g = torch.Generator().manual_seed(7)
+    q, k, v = (
+        torch.randn(2, 3, 53, 8, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(3)
+    )
+    results = []
+    for group_bytes in (1, 2**12, 2**40):  # one block per call, a few blocks, everything at once
+        monkeypatch.setattr(sa, "GROUP_BYTES", group_bytes)
+        out = sa.local_attention(q, k, v, window=6, causal=causal)
+        grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+        results.append((out, *grads))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

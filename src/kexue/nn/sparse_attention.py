@@ -130,6 +130,9 @@ def _prepare(fn: str, q: Tensor, k: Tensor, v: Tensor, scale: float | Tensor | N
 
 
 # ---------------------------------------------------------------------------------- block layouts
+GROUP_BYTES = 2**22  # keys + values copied per SDPA call in local_attention: a few MB, cache-sized
+
+
 def _query_blocks(x: Tensor, b: int, nb: int) -> Tensor:
     """(B, H, T, D) → (B, H, nb, b, D), zero-padded at the end to nb·b positions."""
     return F.pad(x, (0, 0, 0, nb * b - x.shape[-2])).unflatten(-2, (nb, b))  # (B, H, nb, b, D)
@@ -235,11 +238,18 @@ def local_attention(
     (B, H, n, _), dv = q.shape, v.shape[-1]
     b, nb, r, visible = _local_layout(n, window, causal, q.device, block)
     after = 0 if causal else r
-    qb = _query_blocks(q, b, nb).flatten(0, 1)  # (B·H, nb, b, D): 4-D keeps SDPA's fused kernel
-    kb, vb = (_key_blocks(x, b, nb, r, after).flatten(0, 1) for x in (k, v))  # (B·H, nb, K, D)
-    # a 4-D mask: SDPA's CPU flash kernel takes only 2-D or 4-D masks (else the O(n²)-memory math kernel)
-    out = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=visible[None], scale=scale)  # (B·H, nb, b, Dv)
-    return out.reshape(B, H, nb * b, dv)[..., :n, :]  # (B, H, T, Dv)
+    qb = _query_blocks(q, b, nb)  # (B, H, nb, b, D)
+    kb, vb = (_key_blocks(x, b, nb, r, after) for x in (k, v))  # views (B, H, nb, K, D): nothing copied yet
+    # SDPA on a few blocks at a time: each call copies only its blocks' K keys, so the working set stays
+    # cache-sized and the time linear in n (one call over all blocks copies (r + 1)× the keys at once)
+    g = max(1, GROUP_BYTES // (B * H * kb.shape[-2] * (k.shape[-1] + dv) * k.element_size()))
+    outs = [
+        F.scaled_dot_product_attention(  # 4-D inputs and mask keep SDPA's CPU flash kernel (not O(n²) math)
+            *(x[:, :, s].flatten(0, 1) for x in (qb, kb, vb)), attn_mask=visible[None, s], scale=scale
+        )  # (B·H, blocks, b, Dv)
+        for s in (slice(i, i + g) for i in range(0, nb, g))
+    ]
+    return torch.cat(outs, 1).reshape(B, H, nb * b, dv)[..., :n, :]  # (B, H, T, Dv)
 
 
 def atrous_attention(
