@@ -228,7 +228,7 @@ SYSTEMS: tuple[System, ...] = (
         modules=("kexue.nn.positions",),
         tests=("tests/nn/test_positions.py", "tests/experiments/test_hierarchical_position.py"),
         reproductions=("hierarchical-position",),
-        note="full run: exact up to n, runs at n²; 3.6× chance beyond n untrained, α > 0.5 adapts faster (3 of 7)",
+        note="full run: exact up to n, runs at n²; 3.6× chance beyond n; α > 0.5 adapts faster (3 of 7)",
         issue=5,
     ),
     _s(
@@ -245,7 +245,7 @@ SYSTEMS: tuple[System, ...] = (
             "tests/experiments/test_length_extrapolation.py",
         ),
         reproductions=("length-extrapolation",),
-        note="full run: a window keeps accuracy (+48 points at 16×); log n at inference only −2.7 points (4 of 5)",
+        note="full run: a window keeps accuracy (+48 at 16×); log n at inference only −2.7 points (4 of 5)",
         issue=5,
     ),
     _s(
