@@ -180,6 +180,22 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 # ------------------------------------------------------------------------------------- checkpoints
+def read_run_meta(directory: str | os.PathLike, meta_name: str, fmt: str, version: int, command: str) -> dict:
+    """The JSON description `meta_name` of a saved run directory, checked to be `fmt` version `version`.
+
+    `command` names what writes such runs (e.g. "kexue poetry train"), for the one-line error otherwise.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory} is not a directory; give a run written by `{command}`")
+    meta = read_json(directory / meta_name)
+    if not isinstance(meta, dict) or meta.get("format") != fmt or meta.get("version") != version:
+        raise CheckpointError(
+            f"{directory / meta_name} is not a {fmt} v{version} file; give a `{command}` run"
+        )
+    return meta
+
+
 def checkpoint_steps(directory: str | os.PathLike) -> list[int]:
     """Steps of the complete checkpoints in `directory`, ascending."""
     directory = Path(directory)

@@ -170,16 +170,10 @@ def save_poet(model: PoetryVAE, directory: str | Path, info: dict | None = None)
 
 def load_poet(directory: str | Path, device: str | torch.device = "cpu") -> PoetryVAE:
     """The PoetryVAE saved in `directory` by `save_poet` / `train_poet` (in eval mode)."""
-    from kexue.train.checkpoint import load_tensors, read_json
+    from kexue.train.checkpoint import load_tensors, read_run_meta
 
     directory = Path(directory)
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory} is not a directory; give a run written by `kexue poetry train`")
-    meta = read_json(directory / META)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise CheckpointError(
-            f"{directory / META} is not a {FORMAT} v{VERSION} file; give a run of `kexue poetry train`"
-        )
+    meta = read_run_meta(directory, META, FORMAT, VERSION, "kexue poetry train")
     try:
         config = PoetryVAEConfig(**meta["config"])
         vocab = Vocabulary(tuple(meta["vocab"]))

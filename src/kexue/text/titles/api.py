@@ -346,16 +346,10 @@ def load_titles(
 ) -> tuple[nn.Module, CharVocab | Tokenizer, dict]:
     """(model in eval mode, vocabulary, titles.json) of a run written by `train_titles` / `save_titles`;
     the vocabulary is a `CharVocab`, or the run's BERT `Tokenizer` (vocab.txt) for a "unilm-bert" run."""
-    from kexue.train.checkpoint import load_tensors, read_json
+    from kexue.train.checkpoint import load_tensors, read_run_meta
 
     directory = Path(directory)
-    if not directory.is_dir():
-        raise CheckpointError(f"{directory} is not a directory; give a run written by `kexue titles train`")
-    meta = read_json(directory / META)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise CheckpointError(
-            f"{directory / META} is not a {FORMAT} v{VERSION} file; give a `kexue titles train` run"
-        )
+    meta = read_run_meta(directory, META, FORMAT, VERSION, "kexue titles train")
     try:
         vocab: CharVocab | Tokenizer
         if meta["model"] == "unilm-bert":
