@@ -203,7 +203,10 @@ def optimal_variance_cor2(abar_t: Tensor, abar_s: Tensor, ms_eps_t: Tensor | flo
     Equal to `optimal_variance_ddpm` wherever the Thm 2 clamp is inactive (0 ≤ cov_x0 ≤ 1).
     """
     b_ts = 1 - abar_t / abar_s
-    return b_ts / (1 - b_ts) * (1 - b_ts * ms_eps_t / (1 - abar_t))  # [ADPM] Corollary 2
+    # 1 − β_{t|s}Γ_t written as ((1 − ms) + ᾱ_t(ms/ᾱ_s − 1))/β̄_t: the same number without the cancellation
+    # of two terms near 1 when ᾱ_t → 0 and ms → 1 (relative error 6e-9 at ᾱ_t = 4e-6 in the direct form)
+    ms = torch.as_tensor(ms_eps_t, dtype=abar_t.dtype)
+    return b_ts / (1 - b_ts) * ((1 - ms) + abar_t * (ms / abar_s - 1)) / (1 - abar_t)  # [ADPM] Corollary 2
 
 
 def _cov(abar_t: Tensor, ms_eps_t: Tensor | float) -> Tensor:
