@@ -146,6 +146,15 @@ def _key_blocks(x: Tensor, b: int, nb: int, before: int, after: int) -> Tensor:
     return xp.unfold(-2, width, b).transpose(-1, -2)  # (B, H, nb, width, D)
 
 
+def _block_slice(x: Tensor, b: int, i: int, j: int, before: int, after: int) -> Tensor:
+    """For the query blocks i … j − 1: their key blocks t − before … t + after, (B, H, j − i, K, D), from a
+    slice of x zero-padded outside the sequence (the same rows as `_key_blocks`, only for these blocks)."""
+    n = x.shape[-2]
+    lo, hi = (i - before) * b, (j + after) * b  # positions of the first and past-the-last key needed
+    xs = F.pad(x[..., max(lo, 0) : min(hi, n), :], (0, 0, max(-lo, 0), max(hi - n, 0)))  # (B, H, hi − lo, D)
+    return xs.unfold(-2, (before + 1 + after) * b, b).transpose(-1, -2)  # (B, H, j − i, K, D)
+
+
 def _local_layout(
     n: int, window: int, causal: bool, device: torch.device, block: int | None = None
 ) -> tuple[int, int, int, Tensor]:
@@ -238,17 +247,24 @@ def local_attention(
     (B, H, n, _), dv = q.shape, v.shape[-1]
     b, nb, r, visible = _local_layout(n, window, causal, q.device, block)
     after = 0 if causal else r
-    qb = _query_blocks(q, b, nb)  # (B, H, nb, b, D)
-    kb, vb = (_key_blocks(x, b, nb, r, after) for x in (k, v))  # views (B, H, nb, K, D): nothing copied yet
-    # SDPA on a few blocks at a time: each call copies only its blocks' K keys, so the working set stays
-    # cache-sized and the time linear in n (one call over all blocks copies (r + 1)× the keys at once)
-    g = max(1, GROUP_BYTES // (B * H * kb.shape[-2] * (k.shape[-1] + dv) * k.element_size()))
-    outs = [
-        F.scaled_dot_product_attention(  # 4-D inputs and mask keep SDPA's CPU flash kernel (not O(n²) math)
-            *(x[:, :, s].flatten(0, 1) for x in (qb, kb, vb)), attn_mask=visible[None, s], scale=scale
-        )  # (B·H, blocks, b, Dv)
-        for s in (slice(i, i + g) for i in range(0, nb, g))
-    ]
+    width = visible.shape[-1]  # K keys per query block
+    # SDPA on a few blocks at a time, each call gathering only its own blocks' keys from slices of k and v:
+    # the working set stays cache-sized, and no padded copy of the whole of q, k or v is ever allocated
+    g = max(1, GROUP_BYTES // (B * H * width * (k.shape[-1] + dv) * k.element_size()))
+    outs = []
+    for i in range(0, nb, g):
+        j = min(i + g, nb)
+        qg = _block_slice(q, b, i, j, 0, 0)  # (B, H, j − i, b, D)
+        kg, vg = (_block_slice(x, b, i, j, r, after) for x in (k, v))  # (B, H, j − i, K, ·)
+        outs.append(
+            F.scaled_dot_product_attention(  # 4-D inputs and mask: SDPA's CPU flash kernel, not O(n²) math
+                qg.flatten(0, 1),
+                kg.flatten(0, 1),
+                vg.flatten(0, 1),
+                attn_mask=visible[None, i:j],
+                scale=scale,
+            )  # (B·H, j − i, b, Dv)
+        )
     return torch.cat(outs, 1).reshape(B, H, nb * b, dv)[..., :n, :]  # (B, H, T, Dv)
 
 
