@@ -11,10 +11,12 @@ needs no scheduler state at all.
 
 from __future__ import annotations
 
-import bisect
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+from kexue.train import lr_schedule
 
 if TYPE_CHECKING:
     from kexue.train.trainer import Trainer
@@ -47,22 +49,11 @@ def warmup_linear(warmup: int, total: int) -> Callable[[int], float]:
 
 
 def piecewise_linear(points: Mapping[int, float]) -> Callable[[int], float]:
-    """Linear interpolation between {step: factor} points, constant beyond the last (bert4keras style)."""
-    xs = sorted(points)
-    ys = [float(points[x]) for x in xs]
-    if not xs:
+    """Linear interpolation between {step: factor} points, constant before the first and beyond the last:
+    `kexue.train.lr_schedule.piecewise_linear` without bert4keras's implicit (0, 0) knot."""
+    if not points:
         raise ValueError("piecewise_linear needs at least one (step, factor) point")
-
-    def f(step: int) -> float:
-        i = bisect.bisect_right(xs, step)
-        if i == 0:
-            return ys[0]
-        if i == len(xs):
-            return ys[-1]
-        x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
-        return y0 + (y1 - y0) * (step - x0) / (x1 - x0)
-
-    return f
+    return functools.partial(lr_schedule.piecewise_linear, schedule=dict(points), from_zero=False)
 
 
 def cosine(total: int, warmup: int = 0, floor: float = 0.0) -> Callable[[int], float]:

@@ -59,7 +59,7 @@ def piecewise_linear(
     j = (i + 1).clamp(max=len(ts) - 1)
     span = (knots_t[j] - knots_t[i]).clamp_min(1e-300)  # one knot: span 0 and the weight is irrelevant
     w = ((tt - knots_t[i]) / span).clamp(0.0, 1.0)
-    out = knots_v[i] + w * (knots_v[j] - knots_v[i])
+    out = (1 - w) * knots_v[i] + w * knots_v[j]  # exactly v_i at w = 0 and v_j at w = 1 (the flat ends)
     return out if isinstance(t, Tensor) else float(out)
 
 
