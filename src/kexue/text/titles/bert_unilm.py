@@ -28,13 +28,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from kexue.errors import CheckpointError, KexueError
 from kexue.models.bert import Bert
 from kexue.models.builder import build_transformer_model
 from kexue.text.titles.data import Pair
+from kexue.text.titles.unilm import seq2seq_loss, target_mask
 from kexue.text.tokenizer import Tokenizer
 
 FAMILIES = ("bert", "roberta", "roformer")  # BERT-format checkpoints (vocab.txt); hfl RoBERTa-wwm is "bert"
@@ -71,23 +71,6 @@ class BertUniLM(nn.Module):
     def step(self, tokens: Tensor, state: dict | None) -> tuple[Tensor, dict]:
         """`kexue.nn.decoding` step: `Bert.step` (prompt as segment 0, then title tokens as segment 1)."""
         return self.bert.step(tokens, state)
-
-
-# ------------------------------------------------------------------------------------------ the loss
-def target_mask(segments: Tensor, real: Tensor) -> Tensor:
-    """(B, L − 1) bool: position i predicts token i + 1, a target iff segments[i + 1] = 1 and it is real
-    ([6915] seq2seq loss: y_mask = segment_ids[:, 1:])."""
-    return (segments[:, 1:] == 1) & real[:, 1:]
-
-
-def seq2seq_loss(logits: Tensor, tokens: Tensor, segments: Tensor, real: Tensor) -> dict[str, Tensor]:
-    """Mean CE of tokens[:, 1:] from logits[:, :-1] at `target_mask` only ([6933]: only the title is
-    predicted). logits (B, L, V), or already (N, V) at the target positions; tokens, segments, real (B, L)."""
-    keep = target_mask(segments, real)
-    pred = logits if logits.dim() == 2 else logits[:, :-1][keep]  # (N, V) title tokens and the final [SEP]
-    target = tokens[:, 1:][keep]  # (N,)
-    ce = F.cross_entropy(pred.to(torch.promote_types(pred.dtype, torch.float32)), target)  # AMP: fp32
-    return {"loss": ce, "token_acc": (pred.argmax(-1) == target).float().mean().detach()}
 
 
 # ------------------------------------------------------------------------------------------ the folder

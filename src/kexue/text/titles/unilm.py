@@ -59,22 +59,30 @@ class UniLMConfig:
             )
 
 
+def target_mask(segments: Tensor, real: Tensor) -> Tensor:
+    """(B, L − 1) bool: position i predicts token i + 1, a target iff segments[i + 1] = 1 and it is real
+    ([6915] seq2seq loss: y_mask = segment_ids[:, 1:])."""
+    return (segments[:, 1:] == 1) & real[:, 1:]
+
+
+def seq2seq_loss(logits: Tensor, tokens: Tensor, segments: Tensor, real: Tensor) -> dict[str, Tensor]:
+    """Mean CE of tokens[:, 1:] from logits[:, :-1] at `target_mask` only ([6933]: only the title is
+    predicted). logits (B, L, V), or already (N, V) at the target positions; tokens, segments, real (B, L)."""
+    keep = target_mask(segments, real)
+    pred = logits if logits.dim() == 2 else logits[:, :-1][keep]  # (N, V) title tokens and the final END
+    target = tokens[:, 1:][keep]  # (N,)
+    ce = F.cross_entropy(pred.to(torch.promote_types(pred.dtype, torch.float32)), target)  # AMP: fp32
+    return {"loss": ce, "token_acc": (pred.argmax(-1) == target).float().mean().detach()}
+
+
 def target_positions(tokens: Tensor, segments: Tensor) -> Tensor:
-    """(B, T−1) bool: position i predicts token i + 1, a target iff segments[i + 1] = 1 and it is not PAD
-    (bert4keras' seq2seq loss: y_mask = segment_ids[:, 1:])."""
-    return (segments[:, 1:] == 1) & (tokens[:, 1:] != PAD)
+    """`target_mask` for the character vocabulary, where a token is real iff it is not PAD."""
+    return target_mask(segments, tokens != PAD)
 
 
 def unilm_loss(logits: Tensor, tokens: Tensor, segments: Tensor) -> dict[str, Tensor]:
-    """Mean CE of tokens[:, 1:] from logits[:, :-1] at `target_positions` only.
-
-    logits (B, T, V) or already (N, V) at the target positions; tokens and segments (B, T).
-    """
-    keep = target_positions(tokens, segments)
-    pred = logits if logits.dim() == 2 else logits[:, :-1][keep]  # (N, V) title tokens only
-    target = tokens[:, 1:][keep]  # (N,)
-    ce = F.cross_entropy(pred, target)
-    return {"loss": ce, "token_acc": (pred.argmax(-1) == target).float().mean().detach()}
+    """`seq2seq_loss` for the character vocabulary (padding = PAD); logits (B, T, V) or (N, V)."""
+    return seq2seq_loss(logits, tokens, segments, tokens != PAD)
 
 
 def join_source_title(src: Tensor, tgt: Tensor) -> tuple[Tensor, Tensor]:
